@@ -1,0 +1,277 @@
+"""Micro-batching: coalesce events into one row per profile, cut files before any limit.
+
+One open buffer per id type (a batch file holds one id type). Within a buffer each
+profile has one row; each attribute keeps the newest value (rule 2): an event replaces a
+cell when it comes from the same partition as the cell (a later offset, since partitions
+are read in order) or when its ``occurred_at`` is not older. Cells are kept already
+percent-encoded, so memory per row is close to its size in the file and cutting is a join.
+
+The encoded file size is tracked incrementally:
+
+    size = header + sum(len(id) + 1 newline) + rows * columns (commas) + sum(len(cell))
+
+A cut happens *before* an event would make a file reach ``max_bytes`` or exceed
+``max_rows``; an idle buffer is cut when its oldest event is ``linger`` seconds old.
+Pure logic: plain values and a monotonic time passed in, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consumer.carry import CarryForward, Cell
+from consumer.encoding import encode_cell, header_line
+from consumer.events import MAX_PROFILE_BYTES
+from consumer.model import BatchFile, IdType, ProfileUpdate, TopicPartition
+
+TOO_LARGE = -1  # returned by ``add`` for an event that would push its row over 64 KB
+
+
+class _Row:
+    __slots__ = ("cells", "raw_size")
+
+    def __init__(self, cells: dict[str, Cell], raw_size: int) -> None:
+        self.cells = cells
+        self.raw_size = raw_size
+
+
+class _Buffer:
+    """The open batch of one id type."""
+
+    __slots__ = (
+        "batch_id", "body_bytes", "columns", "event_count", "header_bytes", "id_type",
+        "newest_occurred_at", "oldest_occurred_at", "rows", "started_at",
+    )  # fmt: skip
+
+    def __init__(self, batch_id: int, id_type: IdType) -> None:
+        self.batch_id = batch_id
+        self.id_type = id_type
+        self.rows: dict[str, _Row] = {}
+        self.columns: dict[str, None] = {}  # an ordered set of encoded names
+        self.header_bytes = len(header_line(id_type, []))
+        self.body_bytes = 0  # ids, newlines and cell values; commas are rows * columns
+        self.event_count = 0
+        self.started_at = 0.0
+        self.oldest_occurred_at = 0
+        self.newest_occurred_at = 0
+
+    @property
+    def size(self) -> int:
+        return self.header_bytes + self.body_bytes + len(self.rows) * len(self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_rows: int
+    max_bytes: int
+    linger_seconds: float
+
+
+class Batcher:
+    """Buffers for both id types. Cut batches collect in ``ready`` until taken."""
+
+    def __init__(self, limits: BatchLimits, carry: CarryForward | None = None) -> None:
+        self.limits = limits
+        self.carry = carry
+        self._next_id = 1
+        self._buffers = {t: self._new_buffer(t) for t in IdType}
+        self._sources: dict[TopicPartition, int] = {}
+        self._names: dict[str, str] = {}
+        self.ready: list[BatchFile] = []
+
+    def _new_buffer(self, id_type: IdType) -> _Buffer:
+        buffer = _Buffer(self._next_id, id_type)
+        self._next_id += 1
+        return buffer
+
+    # -- state
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(b.size for b in self._buffers.values())
+
+    @property
+    def buffered_rows(self) -> int:
+        return sum(len(b.rows) for b in self._buffers.values())
+
+    def buffered_rows_by_type(self) -> dict[IdType, int]:
+        return {t: len(b.rows) for t, b in self._buffers.items()}
+
+    def oldest_started_at(self) -> float | None:
+        """Monotonic time of the oldest pending event, None when nothing is buffered."""
+        starts = [b.started_at for b in self._buffers.values() if b.rows]
+        return min(starts) if starts else None
+
+    def open_batch_ids(self) -> list[int]:
+        return [b.batch_id for b in self._buffers.values()]
+
+    # -- the hot path
+
+    def add(self, update: ProfileUpdate, now: float) -> int:
+        """Coalesce one event. Returns the batch id it now belongs to, or ``TOO_LARGE``.
+
+        May cut the open batch of this id type first (into ``ready``) so that no limit is
+        ever crossed.
+        """
+        src = self._sources.get(update.tp)
+        if src is None:
+            src = self._sources[update.tp] = len(self._sources)
+        id_enc = encode_cell(update.profile_id)
+        buffer = self._buffers[update.id_type]
+        plan = self._plan(buffer, id_enc, update, src)
+        if plan is None:
+            return TOO_LARGE
+        limits = self.limits
+        new_row = id_enc not in buffer.rows
+        if buffer.rows and (
+            buffer.size + plan[0] >= limits.max_bytes
+            or (new_row and len(buffer.rows) + 1 > limits.max_rows)
+        ):
+            self._cut(buffer, "bytes" if buffer.size + plan[0] >= limits.max_bytes else "rows")
+            buffer = self._buffers[update.id_type]
+            plan = self._plan(buffer, id_enc, update, src)
+            if plan is None:
+                return TOO_LARGE
+        self._apply(buffer, id_enc, update, plan, now)
+        return buffer.batch_id
+
+    def _plan(
+        self, buffer: _Buffer, id_enc: str, update: ProfileUpdate, src: int
+    ) -> tuple[int, int, dict[str, Cell], list[tuple[str, Cell]]] | None:
+        """What adding ``update`` would change: (size delta, raw size, base cells, changes)."""
+        row = buffer.rows.get(id_enc)
+        columns = buffer.columns
+        n_rows = len(buffer.rows)
+        delta = 0
+        if row is None:
+            seeded = self.carry.seed(buffer.id_type, id_enc) if self.carry is not None else None
+            base = seeded or {}
+            raw = sum(c[3] for c in base.values())
+            delta += len(id_enc) + 1 + len(columns)
+            n_rows += 1
+            new_cols: set[str] = set()
+            for name_enc, cell in base.items():
+                delta += len(cell[0])
+                if name_enc not in columns and name_enc not in new_cols:
+                    new_cols.add(name_enc)
+                    delta += 1 + len(name_enc) + n_rows
+        else:
+            base = row.cells
+            raw = row.raw_size
+            new_cols = set()
+        changes: list[tuple[str, Cell]] = []
+        names = self._names
+        occurred_at = update.occurred_at
+        for name, value in update.attributes.items():
+            cached = names.get(name)
+            name_enc = cached if cached is not None else names.setdefault(name, encode_cell(name))
+            old = base.get(name_enc)
+            if old is not None and old[2] != src and old[1] > occurred_at:
+                continue  # an older event from another partition: the newer value stays
+            value_enc = encode_cell(value)
+            size = len(name) + (len(value) if value.isascii() else len(value.encode("utf-8")))
+            if old is None:
+                delta += len(value_enc)
+                raw += size
+                if name_enc not in columns and name_enc not in new_cols:
+                    new_cols.add(name_enc)
+                    delta += 1 + len(name_enc) + n_rows
+            else:
+                delta += len(value_enc) - len(old[0])
+                raw += size - old[3]
+            changes.append((name_enc, (value_enc, occurred_at, src, size)))
+        if raw > MAX_PROFILE_BYTES:
+            return None
+        return delta, raw, base, changes
+
+    def _apply(
+        self,
+        buffer: _Buffer,
+        id_enc: str,
+        update: ProfileUpdate,
+        plan: tuple[int, int, dict[str, Cell], list[tuple[str, Cell]]],
+        now: float,
+    ) -> None:
+        _, raw, base, changes = plan
+        row = buffer.rows.get(id_enc)
+        if row is None:
+            row = buffer.rows[id_enc] = _Row(base, 0)
+            for name_enc in base:
+                buffer.columns.setdefault(name_enc, None)
+            buffer.body_bytes += len(id_enc) + 1 + sum(len(c[0]) for c in base.values())
+        cells = row.cells
+        columns = buffer.columns
+        for name_enc, cell in changes:
+            old = cells.get(name_enc)
+            if old is None:
+                buffer.body_bytes += len(cell[0])
+                if name_enc not in columns:
+                    columns[name_enc] = None
+                    buffer.header_bytes += 1 + len(name_enc)
+            else:
+                buffer.body_bytes += len(cell[0]) - len(old[0])
+            cells[name_enc] = cell
+        row.raw_size = raw
+        if buffer.event_count == 0:
+            buffer.started_at = now
+            buffer.oldest_occurred_at = buffer.newest_occurred_at = update.occurred_at
+        else:
+            if update.occurred_at < buffer.oldest_occurred_at:
+                buffer.oldest_occurred_at = update.occurred_at
+            if update.occurred_at > buffer.newest_occurred_at:
+                buffer.newest_occurred_at = update.occurred_at
+        buffer.event_count += 1
+
+    def attach(self, id_type: IdType) -> int:
+        """The open batch id of ``id_type`` (events that settle with it without a row)."""
+        return self._buffers[id_type].batch_id
+
+    # -- cutting
+
+    def cut_due(self, now: float) -> None:
+        """Cut every buffer whose oldest event has waited ``linger`` seconds."""
+        for buffer in list(self._buffers.values()):
+            if buffer.rows and now - buffer.started_at >= self.limits.linger_seconds:
+                self._cut(buffer, "linger")
+
+    def cut_all(self, trigger: str) -> None:
+        """Cut every non-empty buffer (revoke, shutdown)."""
+        for buffer in list(self._buffers.values()):
+            if buffer.rows:
+                self._cut(buffer, trigger)
+
+    def take_ready(self) -> list[BatchFile]:
+        ready, self.ready = self.ready, []
+        return ready
+
+    def _cut(self, buffer: _Buffer, trigger: str) -> None:
+        columns = list(buffer.columns)
+        parts = [header_line(buffer.id_type, columns)]
+        for id_enc, row in buffer.rows.items():
+            cells = row.cells
+            parts.append(",".join([id_enc, *[cells[c][0] if c in cells else "" for c in columns]]))
+            parts.append("\n")
+        body = "".join(parts).encode("ascii")
+        self.ready.append(
+            BatchFile(
+                batch_id=buffer.batch_id,
+                id_type=buffer.id_type,
+                body=body,
+                row_count=len(buffer.rows),
+                event_count=buffer.event_count,
+                trigger=trigger,
+                oldest_occurred_at=buffer.oldest_occurred_at,
+                newest_occurred_at=buffer.newest_occurred_at,
+            )
+        )
+        if self.carry is not None:
+            self.carry.remember(
+                buffer.batch_id, buffer.id_type, {i: r.cells for i, r in buffer.rows.items()}
+            )
+        self._buffers[buffer.id_type] = self._new_buffer(buffer.id_type)
+
+    def discard_all(self) -> list[int]:
+        """Drop every buffered row unsent (after a rewind). Returns the dropped batch ids."""
+        dropped = [b.batch_id for b in self._buffers.values()]
+        self._buffers = {t: self._new_buffer(t) for t in IdType}
+        return dropped
