@@ -1,0 +1,147 @@
+"""Sending batch files to the Bulk API from worker threads, with retries (rule 6).
+
+The consume loop submits ``BatchFile``s; a fixed pool of workers (the in-flight bound)
+posts them, retrying retryable failures with capped exponential backoff and full jitter
+for as long as it takes, and reports one ``BulkResult`` per batch on a queue that the
+loop drains. A batch can be cancelled (its partitions were revoked): it is then never
+sent again, and its result says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consumer.backoff import Backoff
+from consumer.errors import PermanentError, RetryableError
+from consumer.metrics import Metrics
+from consumer.model import BatchFile
+from consumer.target import BulkAccepted
+
+log = logging.getLogger("profile_sync.sender")
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    batch: BatchFile
+    outcome: str  # accepted | rejected | cancelled
+    accepted: BulkAccepted | None
+    error: str
+    attempts: int
+    resubmission: bool
+    finished_at: float  # time.time()
+
+
+class _Job:
+    __slots__ = ("batch", "cancelled", "resubmission")
+
+    def __init__(self, batch: BatchFile, resubmission: bool) -> None:
+        self.batch = batch
+        self.cancelled = threading.Event()
+        self.resubmission = resubmission
+
+
+class BulkSender:
+    def __init__(
+        self,
+        post: Callable[[BatchFile], BulkAccepted],
+        backoff: Backoff,
+        workers: int,
+        metrics: Metrics | None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._post = post
+        self._backoff = backoff
+        self._metrics = metrics
+        self._rng = rng or random.Random()
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.results: queue.Queue[BulkResult] = queue.Queue()
+        self._active: dict[int, _Job] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"bulk-sender-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    def submit(self, batch: BatchFile, resubmission: bool = False) -> None:
+        job = _Job(batch, resubmission)
+        with self._lock:
+            self._active[batch.batch_id] = job
+        self._jobs.put(job)
+
+    def cancel(self, batch_id: int) -> None:
+        with self._lock:
+            job = self._active.get(batch_id)
+        if job is not None:
+            job.cancelled.set()
+
+    def close(self) -> None:
+        """Stop the workers: cancel what is left, wait for threads (each finishes one try)."""
+        self._stopping.set()
+        with self._lock:
+            for job in self._active.values():
+                job.cancelled.set()
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            result = self._send(job)
+            with self._lock:
+                self._active.pop(job.batch.batch_id, None)
+            self.results.put(result)
+
+    def _send(self, job: _Job) -> BulkResult:
+        batch = job.batch
+        attempt = 0
+        error = ""
+        while not job.cancelled.is_set():
+            attempt += 1
+            try:
+                accepted = self._post(batch)
+            except RetryableError as exc:
+                error = str(exc)
+                delay = self._backoff.delay(attempt, exc.retry_after, self._rng)
+                log.warning(
+                    "bulk upload failed, retrying",
+                    extra={
+                        "fields": {
+                            "batch_id": batch.batch_id,
+                            "attempt": attempt,
+                            "error": error,
+                            "retry_in_seconds": round(delay, 3),
+                        }
+                    },
+                )
+                if self._metrics is not None:
+                    self._metrics.target_retries.labels("bulk").inc()
+                job.cancelled.wait(delay)
+                continue
+            except PermanentError as exc:
+                return BulkResult(
+                    batch, "rejected", None, str(exc), attempt, job.resubmission, time.time()
+                )
+            return BulkResult(
+                batch, "accepted", accepted, "", attempt, job.resubmission, time.time()
+            )
+        return BulkResult(
+            batch, "cancelled", None, error or "cancelled", attempt, job.resubmission, time.time()
+        )

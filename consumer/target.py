@@ -1,0 +1,153 @@
+"""What Target's profile APIs look like: URLs, request shapes, responses, failure classes.
+
+Pure: builds requests as plain values and reads responses from plain values, so both
+HTTP senders share it and it is tested without a network.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from consumer.encoding import encode_cell
+from consumer.errors import PermanentError, RetryableError, TargetError
+from consumer.model import IdType
+
+# Target's single-update API limits the GET request to 8 KB and a POST to 60 KB.
+SINGLE_GET_MAX_BYTES = 8 * 1024
+SINGLE_POST_MAX_BYTES = 60 * 1024
+# Statuses worth retrying besides 5xx: request timeout and rate limiting.
+_RETRYABLE = frozenset({408, 429})
+
+
+def bulk_url(base: str, client: str, version: str) -> str:
+    if version == "v1":
+        return f"{base}/m2/{client}/profile/batchUpdate"
+    return f"{base}/m2/{client}/v2/profile/batchUpdate"
+
+
+def single_url(base: str, client: str) -> str:
+    return f"{base}/m2/{client}/profile/update"
+
+
+def fetch_url(base: str, client: str, id_type: IdType, profile_id: str) -> str:
+    pid = encode_cell(profile_id)
+    if id_type is IdType.THIRD_PARTY_ID:
+        return f"{base}/rest/v1/profiles/thirdPartyId/{pid}?client={encode_cell(client)}"
+    return f"{base}/rest/v1/profiles/{pid}?client={encode_cell(client)}"
+
+
+def single_query(id_type: IdType, profile_id: str, attributes: dict[str, str]) -> str:
+    """The percent-encoded parameters of a single update (query string or POST body)."""
+    parts = [f"{id_type.single_param}={encode_cell(profile_id)}"]
+    parts += [f"profile.{encode_cell(k)}={encode_cell(v)}" for k, v in attributes.items()]
+    return "&".join(parts)
+
+
+def single_id_allowed(profile_id: str) -> bool:
+    """Target: an mbox3rdPartyId must not contain '+' or '/'."""
+    return "+" not in profile_id and "/" not in profile_id
+
+
+@dataclass(frozen=True, slots=True)
+class BulkAccepted:
+    batch_status_url: str
+    message: str
+
+
+def parse_bulk_response(status: int, body: str) -> BulkAccepted:
+    """Read a batchUpdate response; raise the right ``TargetError`` when it failed."""
+    check_status(status, body, retry_after=None)
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise RetryableError(f"unreadable batchUpdate response: {exc}", status) from exc
+    success = (root.findtext("success") or "").strip().lower()
+    message = (root.findtext("message") or "").strip()
+    if success != "true":
+        raise PermanentError(f"batch rejected: {message or 'success=false'}"[:500], status)
+    return BulkAccepted((root.findtext("batchStatus") or "").strip(), message)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatus:
+    batch_id: str
+    status: str  # complete | incomplete | stuck
+    batch_size: int
+    consumed: int | None = None
+    successful: int | None = None
+    not_found: int | None = None
+    failed: int | None = None
+
+
+def _int(root: ET.Element, tag: str) -> int | None:
+    text = root.findtext(tag)
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def parse_batch_status(status: int, body: str) -> BatchStatus:
+    check_status(status, body, retry_after=None)
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise RetryableError(f"unreadable batchStatus response: {exc}", status) from exc
+    return BatchStatus(
+        batch_id=(root.findtext("batchId") or "").strip(),
+        status=(root.findtext("status") or "").strip().lower(),
+        batch_size=_int(root, "batchSize") or 0,
+        consumed=_int(root, "consumedCount"),
+        successful=_int(root, "successfulUpdates"),
+        not_found=_int(root, "profilesNotFound"),
+        failed=_int(root, "failedUpdates"),
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date (relative to its own Date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def check_status(status: int, body: str, retry_after: float | None) -> None:
+    """Raise for a non-2xx status: retryable (408, 429, 5xx) or permanent (other 4xx)."""
+    if 200 <= status < 300:
+        return
+    snippet = _snippet(body)
+    if status in _RETRYABLE or status >= 500:
+        raise RetryableError(f"HTTP {status}: {snippet}", status, retry_after)
+    raise PermanentError(f"HTTP {status}: {snippet}", status)
+
+
+def _snippet(body: str) -> str:
+    # A response body never holds our token, but keep it short for logs and DLQ headers.
+    text = " ".join(body.split())
+    return text[:300]
+
+
+__all__ = [
+    "SINGLE_GET_MAX_BYTES",
+    "SINGLE_POST_MAX_BYTES",
+    "BatchStatus",
+    "BulkAccepted",
+    "TargetError",
+    "bulk_url",
+    "fetch_url",
+    "parse_batch_status",
+    "parse_bulk_response",
+    "single_query",
+    "single_url",
+]
