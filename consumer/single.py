@@ -1,0 +1,161 @@
+"""The urgent path: URGENT events also go at once to the Single Profile Update API (rule 5).
+
+A speed path on top of bulk: the event keeps its bulk row, which settles its offset, so
+anything that stops a single call (budget spent, an id with ``+`` or ``/``, parameters
+over 60 KB, a full queue, retries run out, or its bulk batch already on its way) only
+skips the call and counts why. Nothing is dropped.
+
+``offer`` runs on the consume loop's thread and decides; a small pool of worker threads
+makes the calls (sync httpx on threads: cheaper per request here than async).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from consumer.backoff import Backoff
+from consumer.errors import PermanentError, RetryableError
+from consumer.metrics import Metrics
+from consumer.model import IdType, ProfileUpdate
+from consumer.quota import RollingBudget
+from consumer.target import SINGLE_POST_MAX_BYTES, single_id_allowed, single_query
+
+log = logging.getLogger("profile_sync.single")
+
+SingleCall = Callable[[IdType, str, dict[str, str]], None]
+
+
+class SingleUpdater:
+    def __init__(
+        self,
+        call: SingleCall,
+        budget: RollingBudget,
+        *,
+        concurrency: int,
+        queue_max: int,
+        max_attempts: int,
+        backoff: Backoff,
+        metrics: Metrics | None,
+        superseded: Callable[[int], bool],
+        state_file: str = "",
+    ) -> None:
+        self._call = call
+        self.budget = budget
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._metrics = metrics
+        self._superseded = superseded
+        self._state_file = state_file
+        self._queue: queue.Queue[tuple[ProfileUpdate, int] | None] = queue.Queue(queue_max)
+        self._stopping = threading.Event()
+        self._rng = random.Random()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"single-{i}", daemon=True)
+            for i in range(concurrency)
+        ]
+        for t in self._threads:
+            t.start()
+
+    # -- consume-loop side
+
+    def offer(self, update: ProfileUpdate, batch_id: int, now: float) -> str:
+        """Queue a single update for an URGENT event, or say why not (the outcome label)."""
+        if not single_id_allowed(update.profile_id):
+            return "skipped_invalid_id"
+        if len(single_query(update.id_type, update.profile_id, update.attributes)) > (
+            SINGLE_POST_MAX_BYTES - 1024
+        ):
+            return "skipped_too_large"
+        if self._queue.full():
+            return "skipped_queue_full"
+        if not self.budget.try_spend(now):
+            return "skipped_quota"
+        self._queue.put_nowait((update, batch_id))
+        return "queued"
+
+    def save_state(self) -> None:
+        """Persist the budget's spend (atomic rename) so a restart cannot overrun it."""
+        if not self._state_file:
+            return
+        tmp = f"{self._state_file}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(self.budget.to_state())
+            os.replace(tmp, self._state_file)
+        except OSError as exc:
+            log.warning(
+                "cannot save the single-update budget", extra={"fields": {"error": str(exc)}}
+            )
+
+    @staticmethod
+    def load_budget(limit: int, state_file: str, now: float) -> RollingBudget:
+        if state_file:
+            try:
+                with open(state_file, encoding="utf-8") as fh:
+                    return RollingBudget.from_state(limit, fh.read(), now)
+            except OSError:
+                pass
+        return RollingBudget(limit)
+
+    def close(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        for _ in self._threads:
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                break
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.save_state()
+
+    # -- workers
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.single_updates.labels(outcome).inc()
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            item = self._queue.get()
+            if item is None:
+                return
+            update, batch_id = item
+            self._send(update, batch_id)
+
+    def _send(self, update: ProfileUpdate, batch_id: int) -> None:
+        for attempt in range(1, self._max_attempts + 1):
+            if self._stopping.is_set():
+                self._count("skipped_shutdown")
+                return
+            if self._superseded(batch_id):
+                # Its bulk batch is already on its way: a late single call adds nothing.
+                self._count("skipped_superseded")
+                return
+            try:
+                self._call(update.id_type, update.profile_id, update.attributes)
+            except RetryableError as exc:
+                if self._metrics is not None:
+                    self._metrics.target_retries.labels("single").inc()
+                if attempt < self._max_attempts:
+                    self._stopping.wait(self._backoff.delay(attempt, exc.retry_after, self._rng))
+                    continue
+                log.warning("single update gave up", extra={"fields": {"error": str(exc)}})
+                self._count("failed")
+                return
+            except PermanentError as exc:
+                log.warning("single update rejected", extra={"fields": {"error": str(exc)}})
+                self._count("failed")
+                return
+            self._count("sent")
+            if self._metrics is not None:
+                self._metrics.urgent_delay.observe(
+                    max(0.0, time.time() - update.occurred_at / 1000)
+                )
+            return
