@@ -626,11 +626,17 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def load(environ: Mapping[str, str] | None = None, *, require_target: bool = True) -> Settings:
+def load(
+    environ: Mapping[str, str] | None = None,
+    *,
+    require_target: bool = True,
+    require_kafka: bool = True,
+) -> Settings:
     """Build ``Settings`` from the environment (and the YAML file it names).
 
     Raises ``ConfigError`` naming every bad key. ``require_target`` makes TARGET_URL and
-    TARGET_CLIENT mandatory (``run`` needs them; ``produce-sample`` does not).
+    TARGET_CLIENT mandatory, ``require_kafka`` KAFKA_BOOTSTRAP_SERVERS (``run`` needs both;
+    ``profile get`` needs no Kafka).
     """
     env = dict(os.environ if environ is None else environ)
     raw: dict[str, str] = {s.key: s.default for s in SETTINGS}
@@ -694,7 +700,7 @@ def load(environ: Mapping[str, str] | None = None, *, require_target: bool = Tru
             problems[ENV_PREFIX + "TARGET_TOKEN_FILE"] = f"file not found: {token_file}"
         if values["dlq_topic"] in values["topics"]:
             problems[ENV_PREFIX + "DLQ_TOPIC"] = "must not be one of PROFILE_SYNC_TOPICS"
-        if "bootstrap.servers" not in kafka:
+        if require_kafka and "bootstrap.servers" not in kafka:
             problems["KAFKA_BOOTSTRAP_SERVERS"] = "required: host:port of the Kafka brokers"
     if problems:
         raise ConfigError(problems)

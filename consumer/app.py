@@ -1,0 +1,222 @@
+"""``profile-sync run``: build the pipeline from the configuration and run it.
+
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, or ``--exit-when-idle``), 2 for a
+configuration error, 3 when the service stopped in a fatal state (see the log line).
+A second SIGTERM/SIGINT exits at once with 143/130 without committing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from consumer import config, logs
+from consumer.backoff import Backoff
+from consumer.batcher import Batcher, BatchLimits
+from consumer.carry import CarryForward
+from consumer.clock import SystemClock
+from consumer.decode import Decoder, load_schema
+from consumer.dlq import DeadLetterQueue
+from consumer.errors import ConfigError, FatalError
+from consumer.health import Health, HealthServer
+from consumer.http import TargetClient
+from consumer.metrics import Metrics
+from consumer.pipeline import Pipeline
+from consumer.sender import BulkSender
+from consumer.single import SingleUpdater
+from consumer.source import KafkaSource
+from consumer.status import StatusTracker
+
+log = logging.getLogger("profile_sync.app")
+
+EXIT_CONFIG = 2
+EXIT_FATAL = 3
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Consume ProfileChange events from Kafka and write them to Adobe Target. "
+        "Configured through PROFILE_SYNC_* and KAFKA_* environment variables "
+        "(see README); `profile-sync check-config` shows the effective settings."
+    )
+    parser.add_argument(
+        "--exit-when-idle",
+        type=float,
+        metavar="SECONDS",
+        default=0.0,
+        help="stop cleanly once nothing was consumed for SECONDS and everything consumed "
+        "is settled and committed (batch jobs, the demo); 0 = run until signalled",
+    )
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="print a JSON summary of the run on stdout at exit",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = config.load()
+    except ConfigError as exc:
+        print(f"profile-sync: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        return _run(settings, args.exit_when_idle, args.summary)
+    except ConfigError as exc:
+        log.error("invalid configuration", extra={"fields": {"problems": exc.problems}})
+        print(f"profile-sync: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def build_pipeline(
+    settings: config.Settings, metrics: Metrics | None
+) -> tuple[Pipeline, TargetClient]:
+    clock = SystemClock()
+    reader_schema = load_schema(config.DEFAULT_WRITER_SCHEMA)
+    if settings.schema_registry_url:
+        from consumer.registry import RegistrySchemas
+
+        decoder = Decoder(reader_schema, registry=RegistrySchemas(settings))
+    else:
+        decoder = Decoder(reader_schema, writer_schema=load_schema(settings.writer_schema_path))
+    pool = settings.max_in_flight_batches + settings.single_concurrency + 2
+    client = TargetClient(settings, metrics, pool_size=pool)
+    backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
+    carry = (
+        CarryForward(settings.carry_forward_max_profiles)
+        if settings.carry_forward_enabled
+        else None
+    )
+    batcher = Batcher(
+        BatchLimits(
+            settings.batch_max_rows, settings.batch_max_bytes, settings.batch_linger_seconds
+        ),
+        carry,
+    )
+    # One extra worker so that a stuck batch's resubmission never waits behind new ones.
+    sender = BulkSender(client.post_batch, backoff, settings.max_in_flight_batches + 1, metrics)
+    tracker = StatusTracker(
+        client.get_status,
+        poll_initial=settings.status_poll_initial_seconds,
+        poll_max=settings.status_poll_max_seconds,
+        max_age=settings.status_max_age_seconds,
+        retain_max_bytes=settings.status_retain_max_bytes,
+    )
+    source = KafkaSource(settings.consumer_config(), settings.topics, metrics)
+    holder: list[Pipeline] = []
+    single = None
+    if settings.single_enabled:
+        single = SingleUpdater(
+            client.single_update,
+            SingleUpdater.load_budget(
+                settings.single_quota_per_day, settings.single_quota_state_file, clock.time()
+            ),
+            concurrency=settings.single_concurrency,
+            queue_max=settings.single_queue_max,
+            max_attempts=settings.single_max_attempts,
+            backoff=backoff,
+            metrics=metrics,
+            superseded=lambda batch_id: bool(holder) and holder[0].is_superseded(batch_id),
+            state_file=settings.single_quota_state_file,
+        )
+
+    def dlq_factory(on_settled: Callable[[int], None]) -> DeadLetterQueue:
+        return DeadLetterQueue(settings.producer_config(), settings.dlq_topic, on_settled, metrics)
+
+    pipeline = Pipeline(
+        settings,
+        source=source,
+        decoder=decoder,
+        batcher=batcher,
+        carry=carry,
+        sender=sender,
+        dlq_factory=dlq_factory,
+        single=single,
+        tracker=tracker,
+        metrics=metrics,
+        clock=clock,
+    )
+    holder.append(pipeline)
+    return pipeline, client
+
+
+def _install_signals(pipeline: Pipeline) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if pipeline.stopping:
+            # Second signal: the operator wants out now.
+            os._exit(128 + signum)
+        log.info("signal received, shutting down", extra={"fields": {"signal": signum}})
+        pipeline.stopping = True
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int:
+    clock = SystemClock()
+    registry = CollectorRegistry() if settings.metrics_enabled else None
+    metrics = Metrics(registry) if registry is not None else None
+    health = Health(clock, settings.liveness_timeout_seconds)
+    server = HealthServer(settings.http_host, settings.http_port, health, registry)
+    server.start()
+    log.info(
+        "starting",
+        extra={
+            "fields": {
+                "topics": list(settings.topics),
+                "target": settings.target_url,
+                "client": settings.target_client,
+                "http_port": server.port,
+            }
+        },
+    )
+    pipeline, client = build_pipeline(settings, metrics)
+    _install_signals(pipeline)
+    idle_since = clock.monotonic()
+
+    def on_turn() -> None:
+        health.beat()
+        health.set_assigned(len(pipeline.source.assigned))
+
+    pipeline.on_turn = on_turn
+    code = 0
+    try:
+        while not pipeline.stopping:
+            if pipeline.turn():
+                idle_since = clock.monotonic()
+            elif (
+                exit_when_idle
+                and clock.monotonic() - idle_since >= exit_when_idle
+                and pipeline.source.assigned
+                and pipeline.drained()
+            ):
+                log.info("idle and drained, stopping")
+                break
+    except FatalError as exc:
+        log.error("fatal error, stopping", extra={"fields": {"error": str(exc)}})
+        health.set_fatal(str(exc))
+        code = EXIT_FATAL
+    health.set_stopping()
+    try:
+        settled = pipeline.shutdown()
+    except FatalError as exc:
+        log.error("fatal error during shutdown", extra={"fields": {"error": str(exc)}})
+        settled, code = False, EXIT_FATAL
+    finally:
+        client.close()
+        server.stop()
+    result = pipeline.summary.as_dict()
+    result["settled_at_exit"] = settled
+    log.info("stopped", extra={"fields": result})
+    if summary:
+        print(json.dumps(result), flush=True)
+    return code

@@ -1,0 +1,49 @@
+"""``profile-sync check-config``: print the effective configuration, secrets redacted.
+
+Exits 0 when the configuration is valid, 2 naming every bad key otherwise. The librdkafka
+pass-through properties are checked by librdkafka itself (a client is created and closed
+without connecting anywhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from consumer import config
+from consumer.errors import ConfigError
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the settings as JSON")
+
+
+def _check_librdkafka(settings: config.Settings) -> None:
+    from confluent_kafka import Consumer, KafkaException
+
+    try:
+        Consumer(settings.consumer_config()).close()
+    except KafkaException as exc:
+        raise ConfigError(
+            {"KAFKA_*": f"librdkafka rejected the settings: {exc.args[0].str()}"}
+        ) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = config.load()
+        _check_librdkafka(settings)
+    except ConfigError as exc:
+        print("profile-sync: invalid configuration", file=sys.stderr)
+        for key, why in sorted(exc.problems.items()):
+            print(f"  {key}: {why}", file=sys.stderr)
+        return 2
+    values = settings.redacted()
+    if args.json:
+        print(json.dumps(values, indent=2, sort_keys=True))
+    else:
+        width = max(len(k) for k in values)
+        for key, value in values.items():
+            print(f"{key.ljust(width)}  {value}")
+    return 0

@@ -1,0 +1,205 @@
+"""The Kafka edge: the consumer, its rebalance callbacks, offsets, lag and pause state.
+
+Only this module (and the DLQ producer) imports confluent_kafka. The pipeline sees
+``TopicPartition`` values and plain callbacks. Offsets are *stored* when settled
+(``enable.auto.offset.store=false``) and librdkafka's auto-commit sends them; rebalance
+and shutdown commit synchronously.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from consumer.errors import ConfigError, FatalError
+from consumer.metrics import Metrics
+from consumer.model import TopicPartition
+
+log = logging.getLogger("profile_sync.source")
+
+PartitionsCallback = Callable[[set[TopicPartition]], None]
+
+
+def _ours(partitions: list[KafkaTopicPartition]) -> set[TopicPartition]:
+    return {TopicPartition(p.topic, p.partition) for p in partitions}
+
+
+def _theirs(offsets: dict[TopicPartition, int]) -> list[KafkaTopicPartition]:
+    return [KafkaTopicPartition(tp.topic, tp.partition, off) for tp, off in offsets.items()]
+
+
+class KafkaSource:
+    def __init__(
+        self, config: dict[str, str], topics: tuple[str, ...], metrics: Metrics | None
+    ) -> None:
+        self._metrics = metrics
+        conf: dict[str, Any] = dict(config)
+        conf["on_commit"] = self._on_commit
+        conf["stats_cb"] = self._on_stats
+        conf["error_cb"] = self._on_error
+        try:
+            self._consumer = Consumer(conf)
+        except KafkaException as exc:
+            error = exc.args[0]
+            raise ConfigError(
+                {"KAFKA_*": f"librdkafka rejected the settings: {error.str()}"}
+            ) from exc
+        self.assigned: set[TopicPartition] = set()
+        self.on_assign: PartitionsCallback = lambda tps: None
+        self.on_revoke: PartitionsCallback = lambda tps: None
+        self.on_lost: PartitionsCallback = lambda tps: None
+        self._rewind: set[TopicPartition] = set()
+        self._paused = False
+        self._fatal: str | None = None
+        self._consumer.subscribe(
+            list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost
+        )
+
+    # -- callbacks, run by librdkafka inside consume()
+
+    def _assign(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        tps = _ours(partitions)
+        self.assigned |= tps
+        self.on_assign(tps)
+
+    def _revoke(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        tps = _ours(partitions)
+        try:
+            self.on_revoke(tps)
+        finally:
+            self.assigned -= tps
+            self._rewind -= tps
+
+    def _lost(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        tps = _ours(partitions)
+        try:
+            self.on_lost(tps)
+        finally:
+            self.assigned -= tps
+            self._rewind -= tps
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
+        if self._metrics is None:
+            return
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            self._metrics.commit_failures.inc()
+            log.warning("offset commit failed", extra={"fields": {"error": err.str()}})
+            return
+        done = [p for p in partitions if p.error is None and p.offset >= 0]
+        if done:
+            self._metrics.offsets_committed.inc(len(done))
+
+    def _on_stats(self, stats_json: str) -> None:
+        if self._metrics is None:
+            return
+        try:
+            stats = json.loads(stats_json)
+        except ValueError:
+            return
+        for topic, tstats in stats.get("topics", {}).items():
+            for pid, pstats in tstats.get("partitions", {}).items():
+                partition = int(pid)
+                if partition < 0 or TopicPartition(topic, partition) not in self.assigned:
+                    continue
+                lag = pstats.get("consumer_lag", -1)
+                if lag is not None and lag >= 0:
+                    self._metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err.str()
+        log.warning(
+            "kafka client error", extra={"fields": {"error": err.str(), "code": err.name()}}
+        )
+
+    # -- used by the pipeline
+
+    def consume(self, max_messages: int, timeout: float) -> list[Message]:
+        if self._fatal:
+            raise FatalError(f"kafka client entered a fatal state: {self._fatal}")
+        if self._rewind:
+            self._do_rewind()
+        try:
+            return self._consumer.consume(max_messages, timeout)
+        except KafkaException as exc:
+            raise FatalError(f"kafka consume failed: {exc.args[0].str()}") from exc
+
+    def idle(self, timeout: float) -> None:
+        """Serve callbacks for ``timeout`` without taking records (everything is paused)."""
+        messages = self._consumer.consume(1, timeout) if self._paused else []
+        if messages:  # cannot happen while paused; be safe: re-read it later
+            self.request_rewind(
+                {TopicPartition(str(m.topic()), int(m.partition() or 0)) for m in messages}
+            )
+
+    def handle_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal():
+            raise FatalError(f"kafka fatal error: {err.str()}")
+        log.warning("kafka consume error", extra={"fields": {"error": err.str()}})
+
+    def store_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        mine = {tp: off for tp, off in offsets.items() if tp in self.assigned}
+        if not mine:
+            return
+        try:
+            self._consumer.store_offsets(offsets=_theirs(mine))
+        except KafkaException as exc:
+            log.warning("storing offsets failed", extra={"fields": {"error": exc.args[0].str()}})
+
+    def commit_sync(self) -> None:
+        """Commit the stored offsets now (rebalance, shutdown)."""
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() != KafkaError._NO_OFFSET:
+                if self._metrics is not None:
+                    self._metrics.commit_failures.inc()
+                log.warning("offset commit failed", extra={"fields": {"error": error.str()}})
+
+    def pause_all(self) -> None:
+        self._paused = True
+        self.pause(self.assigned)
+
+    def pause(self, tps: set[TopicPartition]) -> None:
+        if tps:
+            self._consumer.pause([KafkaTopicPartition(t, p) for t, p in tps])
+
+    def resume_all(self) -> None:
+        self._paused = False
+        if self.assigned:
+            self._consumer.resume([KafkaTopicPartition(t, p) for t, p in self.assigned])
+
+    def request_rewind(self, tps: set[TopicPartition]) -> None:
+        """Re-read ``tps`` from their committed offsets at the next turn."""
+        self._rewind |= tps
+
+    def _do_rewind(self) -> None:
+        tps = self._rewind & self.assigned
+        self._rewind = set()
+        if not tps:
+            return
+        committed = self._consumer.committed([KafkaTopicPartition(t, p) for t, p in tps], 10)
+        for part in committed:
+            offset = part.offset if part.offset >= 0 else -2  # none committed: from the start
+            try:
+                self._consumer.seek(KafkaTopicPartition(part.topic, part.partition, offset))
+            except KafkaException as exc:
+                raise FatalError(
+                    f"cannot rewind {part.topic}[{part.partition}]: {exc.args[0].str()}"
+                ) from exc
+        log.info(
+            "partitions rewound to their committed offsets",
+            extra={"fields": {"partitions": sorted(f"{t}[{p}]" for t, p in tps)}},
+        )
+
+    def close(self) -> None:
+        """Leave the group (runs the revoke callback for what is still assigned)."""
+        self._consumer.close()
