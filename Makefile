@@ -75,3 +75,11 @@ kafka-start: install kafka-jars ## start the local single-node Kafka (KRaft) on 
 .PHONY: kafka-stop
 kafka-stop: ## stop the local Kafka
 	$(KAFKA) stop
+
+.PHONY: demo
+demo: install kafka-jars ## the main job on the local stack: Kafka + emulator + sample events -> consumer
+	$(PY) deploy/local/demo.py
+
+.PHONY: bench
+bench: install ## benchmarks (numbers, not tests): hot path, emulator, end to end
+	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
