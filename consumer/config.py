@@ -410,7 +410,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CARRY_FORWARD_MAX_PROFILES",
         "carry_forward_max_profiles",
-        "200000",
+        "50000",
         _int_range(0, 100_000_000),
         "Profiles remembered for carry-forward; past it the oldest are evicted (counted).",
     ),
