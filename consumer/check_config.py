@@ -20,14 +20,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_librdkafka(settings: config.Settings) -> None:
+    import logging
+
     from confluent_kafka import Consumer, KafkaException
 
+    quiet = logging.getLogger("profile_sync.check_config.librdkafka")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    conf: dict[str, object] = {**settings.consumer_config(), "logger": quiet}
     try:
-        Consumer(settings.consumer_config()).close()
+        Consumer(conf).close()
     except KafkaException as exc:
-        raise ConfigError(
-            {"KAFKA_*": f"librdkafka rejected the settings: {exc.args[0].str()}"}
-        ) from exc
+        raise ConfigError(config.librdkafka_problem(exc.args[0].str())) from exc
 
 
 def run(args: argparse.Namespace) -> int:

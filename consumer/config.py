@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -605,6 +606,13 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def librdkafka_problem(message: str) -> dict[str, str]:
+    """Turn librdkafka's complaint about a property into {environment variable: why}."""
+    match = re.search(r'"([a-z0-9_.]+)"', message)
+    key = KAFKA_PREFIX + match.group(1).upper().replace(".", "_") if match else "KAFKA_*"
+    return {key: f"rejected by librdkafka: {message}"}
 
 
 def _kafka_key(env_name: str) -> str | None:

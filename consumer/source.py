@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from consumer.config import librdkafka_problem
 from consumer.errors import ConfigError, FatalError
 from consumer.metrics import Metrics
 from consumer.model import TopicPartition
@@ -46,9 +47,7 @@ class KafkaSource:
             self._consumer = Consumer(conf)
         except KafkaException as exc:
             error = exc.args[0]
-            raise ConfigError(
-                {"KAFKA_*": f"librdkafka rejected the settings: {error.str()}"}
-            ) from exc
+            raise ConfigError(librdkafka_problem(error.str())) from exc
         self.assigned: set[TopicPartition] = set()
         self.on_assign: PartitionsCallback = lambda tps: None
         self.on_revoke: PartitionsCallback = lambda tps: None
