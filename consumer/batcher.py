@@ -20,11 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consumer.carry import CarryForward, Cell
-from consumer.encoding import encode_cell, header_line
+from consumer.encoding import ESCAPE_TABLE as _TABLE
+from consumer.encoding import header_line
 from consumer.events import MAX_PROFILE_BYTES
 from consumer.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 
 TOO_LARGE = -1  # returned by ``add`` for an event that would push its row over 64 KB
+
+# Why ``_merge`` rolled an event back (the first two are also the cut triggers).
+_BYTES = "bytes"
+_ROWS = "rows"
+_TOO_LARGE = "too_large"
+
+# Encoded forms of short, repeated values ("gold", "true", store ids): a dict hit is
+# cheaper than re-encoding, and rows share one string object per value.
+_VALUE_CACHE_SIZE = 65_536
+_VALUE_CACHE_MAX_LEN = 64
+_VALUES: dict[str, str] = {}
 
 
 class _Row:
@@ -111,116 +123,106 @@ class Batcher:
         """Coalesce one event. Returns the batch id it now belongs to, or ``TOO_LARGE``.
 
         May cut the open batch of this id type first (into ``ready``) so that no limit is
-        ever crossed.
+        ever crossed: the event is merged optimistically and rolled back if the file would
+        cross a limit (rare), then merged into a fresh buffer.
         """
         src = self._sources.get(update.tp)
         if src is None:
             src = self._sources[update.tp] = len(self._sources)
-        id_enc = encode_cell(update.profile_id)
+        id_enc = update.profile_id.translate(_TABLE)
         buffer = self._buffers[update.id_type]
-        plan = self._plan(buffer, id_enc, update, src)
-        if plan is None:
-            return TOO_LARGE
-        limits = self.limits
-        new_row = id_enc not in buffer.rows
-        if buffer.rows and (
-            buffer.size + plan[0] >= limits.max_bytes
-            or (new_row and len(buffer.rows) + 1 > limits.max_rows)
-        ):
-            self._cut(buffer, "bytes" if buffer.size + plan[0] >= limits.max_bytes else "rows")
+        outcome = self._merge(buffer, id_enc, update, src, now)
+        if outcome is _BYTES or outcome is _ROWS:
+            self._cut(buffer, outcome)
             buffer = self._buffers[update.id_type]
-            plan = self._plan(buffer, id_enc, update, src)
-            if plan is None:
-                return TOO_LARGE
-        self._apply(buffer, id_enc, update, plan, now)
-        return buffer.batch_id
+            outcome = self._merge(buffer, id_enc, update, src, now)
+        return TOO_LARGE if outcome is _TOO_LARGE else buffer.batch_id
 
-    def _plan(
-        self, buffer: _Buffer, id_enc: str, update: ProfileUpdate, src: int
-    ) -> tuple[int, int, dict[str, Cell], list[tuple[str, Cell]]] | None:
-        """What adding ``update`` would change: (size delta, raw size, base cells, changes)."""
-        row = buffer.rows.get(id_enc)
+    def _merge(
+        self, buffer: _Buffer, id_enc: str, update: ProfileUpdate, src: int, now: float
+    ) -> str | None:
+        """Merge ``update`` into its row; None when done, else why it was rolled back."""
+        rows = buffer.rows
         columns = buffer.columns
-        n_rows = len(buffer.rows)
-        delta = 0
+        row = rows.get(id_enc)
+        new_row = row is None
+        new_columns: list[str] = []
         if row is None:
+            if rows and len(rows) >= self.limits.max_rows:
+                return _ROWS
             seeded = self.carry.seed(buffer.id_type, id_enc) if self.carry is not None else None
-            base = seeded or {}
-            raw = sum(c[3] for c in base.values())
-            delta += len(id_enc) + 1 + len(columns)
-            n_rows += 1
-            new_cols: set[str] = set()
-            for name_enc, cell in base.items():
-                delta += len(cell[0])
-                if name_enc not in columns and name_enc not in new_cols:
-                    new_cols.add(name_enc)
-                    delta += 1 + len(name_enc) + n_rows
-        else:
-            base = row.cells
-            raw = row.raw_size
-            new_cols = set()
-        changes: list[tuple[str, Cell]] = []
+            row = rows[id_enc] = _Row(seeded or {}, 0)
+            buffer.body_bytes += len(id_enc) + 1
+            if seeded:
+                for seeded_name, cell in seeded.items():
+                    row.raw_size += cell[3]
+                    buffer.body_bytes += len(cell[0])
+                    if seeded_name not in columns:
+                        columns[seeded_name] = None
+                        buffer.header_bytes += 1 + len(seeded_name)
+                        new_columns.append(seeded_name)
+        cells = row.cells
+        raw = row.raw_size
+        undo: list[tuple[str, Cell | None]] = []
         names = self._names
+        values = _VALUES
         occurred_at = update.occurred_at
+        body = 0
         for name, value in update.attributes.items():
-            cached = names.get(name)
-            name_enc = cached if cached is not None else names.setdefault(name, encode_cell(name))
-            old = base.get(name_enc)
+            name_enc = names.get(name)
+            if name_enc is None:
+                name_enc = names[name] = name.translate(_TABLE)
+            old = cells.get(name_enc)
             if old is not None and old[2] != src and old[1] > occurred_at:
                 continue  # an older event from another partition: the newer value stays
-            value_enc = encode_cell(value)
+            value_enc = values.get(value)
+            if value_enc is None:
+                value_enc = value.translate(_TABLE)
+                if len(value) <= _VALUE_CACHE_MAX_LEN:
+                    if len(values) >= _VALUE_CACHE_SIZE:
+                        values.clear()
+                    values[value] = value_enc
             size = len(name) + (len(value) if value.isascii() else len(value.encode("utf-8")))
             if old is None:
-                delta += len(value_enc)
+                body += len(value_enc)
                 raw += size
-                if name_enc not in columns and name_enc not in new_cols:
-                    new_cols.add(name_enc)
-                    delta += 1 + len(name_enc) + n_rows
-            else:
-                delta += len(value_enc) - len(old[0])
-                raw += size - old[3]
-            changes.append((name_enc, (value_enc, occurred_at, src, size)))
-        if raw > MAX_PROFILE_BYTES:
-            return None
-        return delta, raw, base, changes
-
-    def _apply(
-        self,
-        buffer: _Buffer,
-        id_enc: str,
-        update: ProfileUpdate,
-        plan: tuple[int, int, dict[str, Cell], list[tuple[str, Cell]]],
-        now: float,
-    ) -> None:
-        _, raw, base, changes = plan
-        row = buffer.rows.get(id_enc)
-        if row is None:
-            row = buffer.rows[id_enc] = _Row(base, 0)
-            for name_enc in base:
-                buffer.columns.setdefault(name_enc, None)
-            buffer.body_bytes += len(id_enc) + 1 + sum(len(c[0]) for c in base.values())
-        cells = row.cells
-        columns = buffer.columns
-        for name_enc, cell in changes:
-            old = cells.get(name_enc)
-            if old is None:
-                buffer.body_bytes += len(cell[0])
                 if name_enc not in columns:
                     columns[name_enc] = None
                     buffer.header_bytes += 1 + len(name_enc)
+                    new_columns.append(name_enc)
             else:
-                buffer.body_bytes += len(cell[0]) - len(old[0])
-            cells[name_enc] = cell
+                body += len(value_enc) - len(old[0])
+                raw += size - old[3]
+            undo.append((name_enc, old))
+            cells[name_enc] = (value_enc, occurred_at, src, size)
+        buffer.body_bytes += body
+        too_large = raw > MAX_PROFILE_BYTES
+        over = not too_large and buffer.size >= self.limits.max_bytes and len(rows) > 1
+        if too_large or over:
+            # Roll back this event: restore cells, drop new columns, a new row, sizes.
+            buffer.body_bytes -= body
+            for name_enc, old in reversed(undo):
+                if old is None:
+                    del cells[name_enc]
+                else:
+                    cells[name_enc] = old
+            for name_enc in new_columns:
+                del columns[name_enc]
+                buffer.header_bytes -= 1 + len(name_enc)
+            if new_row:
+                del rows[id_enc]
+                buffer.body_bytes -= len(id_enc) + 1 + sum(len(c[0]) for c in cells.values())
+            return _TOO_LARGE if too_large else _BYTES
         row.raw_size = raw
         if buffer.event_count == 0:
             buffer.started_at = now
-            buffer.oldest_occurred_at = buffer.newest_occurred_at = update.occurred_at
-        else:
-            if update.occurred_at < buffer.oldest_occurred_at:
-                buffer.oldest_occurred_at = update.occurred_at
-            if update.occurred_at > buffer.newest_occurred_at:
-                buffer.newest_occurred_at = update.occurred_at
+            buffer.oldest_occurred_at = buffer.newest_occurred_at = occurred_at
+        elif occurred_at < buffer.oldest_occurred_at:
+            buffer.oldest_occurred_at = occurred_at
+        elif occurred_at > buffer.newest_occurred_at:
+            buffer.newest_occurred_at = occurred_at
         buffer.event_count += 1
+        return None
 
     def attach(self, id_type: IdType) -> int:
         """The open batch id of ``id_type`` (events that settle with it without a row)."""

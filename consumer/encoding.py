@@ -36,6 +36,10 @@ for _c in range(128):
     _TABLE[_c]  # pre-fill ASCII so the hot path rarely calls __missing__
 
 
+# The table itself, for hot loops that inline ``text.translate(ESCAPE_TABLE)``.
+ESCAPE_TABLE = _TABLE
+
+
 def encode_cell(text: str) -> str:
     """Percent-encode one name or value for the batch file (and the single-update query)."""
     return text.translate(_TABLE)
