@@ -87,28 +87,42 @@ def to_update(record: dict[str, Any], tp: TopicPartition, offset: int) -> Profil
         raise ValidationError("invalid_occurred_at", f"occurred_at {occurred_at!r} is invalid")
 
     attributes: dict[str, str] = {}
-    size = 0
+    chars = 0
+    names = _names
     for raw_name, raw_value in raw_attributes.items():
-        value = render_value(raw_value)
-        name = attribute_name(raw_name)
-        if value is None:
+        name = names.get(raw_name) or attribute_name(raw_name)
+        kind = type(raw_value)
+        if kind is str:
+            if not raw_value:
+                continue
+            value = raw_value
+        elif raw_value is None:
             continue
+        else:
+            rendered = render_value(raw_value)
+            if rendered is None:
+                continue
+            value = rendered
         attributes[name] = value
-        size += len(name) + (len(value) if value.isascii() else len(value.encode("utf-8")))
-    if size > MAX_PROFILE_BYTES:
-        raise ValidationError(
-            "profile_too_large", f"attributes total {size} bytes, over Target's 64 KB per profile"
-        )
+        chars += len(name) + len(value)
+    # A UTF-8 character is at most 4 bytes: count exactly only when it could matter.
+    if chars * 4 > MAX_PROFILE_BYTES:
+        size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in attributes.items())
+        if size > MAX_PROFILE_BYTES:
+            raise ValidationError(
+                "profile_too_large",
+                f"attributes total {size} bytes, over Target's 64 KB per profile",
+            )
     if not attributes:
         return None
     return ProfileUpdate(
-        id_type=id_type,
-        profile_id=profile_id,
-        attributes=attributes,
-        priority=_PRIORITIES.get(record.get("priority", "NORMAL"), Priority.NORMAL),
-        occurred_at=occurred_at,
-        tp=tp,
-        offset=offset,
-        source=str(record.get("source", "OTHER")),
-        event_id=str(record.get("event_id", "")),
+        id_type,
+        profile_id,
+        attributes,
+        _PRIORITIES.get(record.get("priority", "NORMAL"), Priority.NORMAL),
+        occurred_at,
+        tp,
+        offset,
+        str(record.get("source", "OTHER")),
+        str(record.get("event_id", "")),
     )

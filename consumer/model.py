@@ -29,12 +29,13 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class ProfileUpdate:
+class ProfileUpdate(NamedTuple):
     """One valid event, rendered: attribute values are already Target strings.
 
     ``attributes`` holds only values that change something (no null, no empty string).
     ``tp`` and ``offset`` say where the event came from, for ordering and committing.
+    A NamedTuple rather than a frozen dataclass: one is built per event, and a frozen
+    dataclass's ``__init__`` costs ~1.2 us more.
     """
 
     id_type: IdType
