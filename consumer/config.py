@@ -44,6 +44,11 @@ _KAFKA_NOT_CLIENT = (
     "KAFKA_VERSION",
     "KAFKA_STATE_DIR",
     "KAFKA_CONTROLLER_PORT",
+    # deploy/local/kafka.sh's own settings
+    "KAFKA_START_TIMEOUT",
+    "KAFKA_STOP_TIMEOUT",
+    "KAFKA_OWNER_PID",
+    "KAFKA_PYTHON",
 )
 _KAFKA_NOT_CLIENT_PREFIXES = ("KAFKA_PORT", "KAFKA_SERVICE_")
 # librdkafka properties whose values are secrets.
