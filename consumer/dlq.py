@@ -54,7 +54,9 @@ class DeadLetterQueue:
         metrics: Metrics | None,
     ) -> None:
         try:
-            self._producer = Producer(config)
+            self._producer = Producer(
+                {**config, "logger": logging.getLogger("profile_sync.librdkafka")}
+            )
         except KafkaException as exc:
             raise FatalError(f"cannot create the DLQ producer: {exc.args[0].str()}") from exc
         self._topic = topic

@@ -43,6 +43,8 @@ class KafkaSource:
         conf["on_commit"] = self._on_commit
         conf["stats_cb"] = self._on_stats
         conf["error_cb"] = self._on_error
+        # librdkafka's own log lines go through our (JSON) logging, not raw to stderr.
+        conf["logger"] = logging.getLogger("profile_sync.librdkafka")
         try:
             self._consumer = Consumer(conf)
         except KafkaException as exc:
