@@ -67,9 +67,13 @@ class Summary:
     batches_rejected: int = 0
     dead_letters: int = 0
     started_at: float = field(default_factory=time.monotonic)
+    first_record_at: float | None = None
+    last_record_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = max(1e-9, time.monotonic() - self.started_at)
+        first = self.first_record_at if self.first_record_at is not None else self.started_at
+        active = max(1e-9, self.last_record_at - first)
         return {
             "events_consumed": self.events_consumed,
             "events_to_bulk": self.events_bulk,
@@ -81,7 +85,9 @@ class Summary:
             "batches_rejected": self.batches_rejected,
             "dead_letters": self.dead_letters,
             "elapsed_seconds": round(elapsed, 3),
-            "events_per_second": round(self.events_consumed / elapsed, 1),
+            # From the first record consumed to the last: start-up and idle time excluded.
+            "consuming_seconds": round(active, 3),
+            "events_per_second": round(self.events_consumed / active, 1),
         }
 
 
@@ -205,6 +211,9 @@ class Pipeline:
                 elif self.metrics is not None:
                     self.metrics.single_updates.labels(outcome).inc()
         s = self.summary
+        if s.first_record_at is None:
+            s.first_record_at = now
+        s.last_record_at = time.monotonic()
         s.events_consumed += len(messages)
         s.events_bulk += bulk
         s.events_skipped += skipped
