@@ -1,0 +1,44 @@
+"""The README's configuration and metrics tables are the contract users read: keep them whole."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from consumer.config import SETTINGS
+from consumer.metrics import Metrics
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    missing = []
+    for setting in SETTINGS:
+        row = re.search(rf"^\| `{setting.env}` \|([^|]*)\|", README, flags=re.M)
+        if row is None:
+            missing.append(setting.env)
+            continue
+        shown = row.group(1).strip().strip("`")
+        assert shown == setting.default, f"{setting.env}: README says {shown!r}"
+    assert not missing, f"settings missing from the README table: {missing}"
+
+
+def test_no_documented_setting_is_unknown() -> None:
+    known = {s.env for s in SETTINGS}
+    documented = set(re.findall(r"^\| `(PROFILE_SYNC_[A-Z_]+)` \|", README, flags=re.M))
+    assert documented <= known, f"README documents unknown settings: {documented - known}"
+
+
+def test_every_metric_is_documented() -> None:
+    registry = CollectorRegistry()
+    Metrics(registry)
+    exported = set()
+    for family in registry.collect():
+        suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+        name = family.name + suffix
+        exported.add("profile_sync_build_info" if family.type == "info" else name)
+    documented = set(re.findall(r"^\| `(profile_sync_[a-z_]+)` \|", README, flags=re.M))
+    assert exported - documented == set(), f"undocumented metrics: {exported - documented}"
+    assert documented - exported == set(), f"documented but not exported: {documented - exported}"
