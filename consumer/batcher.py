@@ -40,11 +40,14 @@ _VALUES: dict[str, str] = {}
 
 
 class _Row:
-    __slots__ = ("cells", "raw_size")
+    __slots__ = ("cells", "guard", "raw_size")
 
-    def __init__(self, cells: dict[str, Cell], raw_size: int) -> None:
+    def __init__(
+        self, cells: dict[str, Cell], raw_size: int, guard: dict[str, Cell] | None = None
+    ) -> None:
         self.cells = cells
         self.raw_size = raw_size
+        self.guard = guard  # timestamps of values already applied (see carry.py)
 
 
 class _Buffer:
@@ -150,8 +153,13 @@ class Batcher:
         if row is None:
             if rows and len(rows) >= self.limits.max_rows:
                 return _ROWS
-            seeded = self.carry.seed(buffer.id_type, id_enc) if self.carry is not None else None
-            row = rows[id_enc] = _Row(seeded or {}, 0)
+            carry = self.carry
+            seeded = guard = None
+            if carry is not None:
+                seeded = carry.seed(buffer.id_type, id_enc)
+                if seeded is None:
+                    guard = carry.guard(buffer.id_type, id_enc)
+            row = rows[id_enc] = _Row(seeded or {}, 0, guard)
             buffer.body_bytes += len(id_enc) + 1
             if seeded:
                 for seeded_name, cell in seeded.items():
@@ -162,6 +170,7 @@ class Batcher:
                         buffer.header_bytes += 1 + len(seeded_name)
                         new_columns.append(seeded_name)
         cells = row.cells
+        guard = row.guard
         raw = row.raw_size
         undo: list[tuple[str, Cell | None]] = []
         names = self._names
@@ -173,7 +182,8 @@ class Batcher:
             if name_enc is None:
                 name_enc = names[name] = name.translate(_TABLE)
             old = cells.get(name_enc)
-            if old is not None and old[2] != src and old[1] > occurred_at:
+            stamp = old if old is not None else guard.get(name_enc) if guard else None
+            if stamp is not None and stamp[2] != src and stamp[1] > occurred_at:
                 continue  # an older event from another partition: the newer value stays
             value_enc = values.get(value)
             if value_enc is None:

@@ -1,4 +1,4 @@
-"""Carry-forward: what was sent for a profile in batches not yet known complete.
+"""Carry-forward: what was sent for a profile, so no later row can lose or undo it.
 
 Target documents that a later v2 batch for the same profiles "overrides" an earlier one;
 read strictly, a later batch reaching Target before the earlier one was applied may
@@ -7,9 +7,13 @@ profile gets a new row while an earlier batch holding it is not known complete, 
 row starts from what that earlier row sent (newest value per attribute wins), and
 whichever batch Target applies last holds every attribute.
 
+Once a batch is complete its rows are no longer carried, but their timestamps stay as a
+*guard*: an event for the same attribute that is older and comes from another partition
+(say the POS topic lagging behind the CRM topic) is still recognised as stale and
+dropped, so rule 2 holds across batches too.
+
 Memory is bounded by a number of profiles; past it the least recently sent profiles are
-forgotten and counted as evictions (their next row then carries only its own attributes).
-Pure logic: no I/O, no clock.
+forgotten and counted as evictions. Pure logic: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -23,20 +27,41 @@ Cell = tuple[str, int, int, int]
 _Key = tuple[IdType, str]
 
 
+class _Entry:
+    __slots__ = ("batch_id", "cells", "pending")
+
+    def __init__(self, batch_id: int, cells: dict[str, Cell]) -> None:
+        self.batch_id = batch_id
+        self.cells = cells
+        self.pending = True
+
+
 class CarryForward:
     def __init__(self, max_profiles: int) -> None:
         self.max_profiles = max_profiles
-        self._entries: OrderedDict[_Key, tuple[int, dict[str, Cell]]] = OrderedDict()
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._by_batch: dict[int, list[_Key]] = {}
+        self._pending = 0
         self.evictions = 0
 
     def __len__(self) -> int:
+        """Profiles remembered (carried or only guarding)."""
         return len(self._entries)
+
+    @property
+    def pending_profiles(self) -> int:
+        """Profiles whose last batch is not known complete (their rows are carried)."""
+        return self._pending
 
     def seed(self, id_type: IdType, id_enc: str) -> dict[str, Cell] | None:
         """A copy of the cells last sent for this profile, if a batch holding it is pending."""
         entry = self._entries.get((id_type, id_enc))
-        return dict(entry[1]) if entry is not None else None
+        return dict(entry.cells) if entry is not None and entry.pending else None
+
+    def guard(self, id_type: IdType, id_enc: str) -> dict[str, Cell] | None:
+        """The cells last sent for this profile in a batch already complete (read-only)."""
+        entry = self._entries.get((id_type, id_enc))
+        return entry.cells if entry is not None and not entry.pending else None
 
     def remember(self, batch_id: int, id_type: IdType, rows: dict[str, dict[str, Cell]]) -> None:
         """Record the rows of a batch that was just cut (they include what they carried)."""
@@ -46,25 +71,33 @@ class CarryForward:
         keys = []
         for id_enc, cells in rows.items():
             key = (id_type, id_enc)
-            entries[key] = (batch_id, cells)
+            old = entries.get(key)
+            if old is not None and old.pending:
+                self._pending -= 1
+            entries[key] = _Entry(batch_id, cells)
             entries.move_to_end(key)
+            self._pending += 1
             keys.append(key)
         self._by_batch[batch_id] = keys
         while len(entries) > self.max_profiles:
-            entries.popitem(last=False)
+            _, evicted = entries.popitem(last=False)
+            if evicted.pending:
+                self._pending -= 1
             self.evictions += 1
 
     def release(self, batch_id: int) -> int:
-        """Forget what ``batch_id`` sent, unless a later batch sent that profile again.
+        """Stop carrying what ``batch_id`` sent, unless a later batch sent that profile again.
 
         Called when the batch is known complete, or will never be applied (rejected,
-        cancelled). Returns how many profiles were forgotten.
+        cancelled). Its cells stay as a guard against stale events. Returns how many
+        profiles stopped being carried.
         """
         released = 0
         for key in self._by_batch.pop(batch_id, ()):
             entry = self._entries.get(key)
-            if entry is not None and entry[0] == batch_id:
-                del self._entries[key]
+            if entry is not None and entry.batch_id == batch_id and entry.pending:
+                entry.pending = False
+                self._pending -= 1
                 released += 1
         return released
 

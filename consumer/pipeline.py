@@ -500,7 +500,7 @@ class Pipeline:
         m.partitions_paused.set(len(self.source.assigned) if self._paused else 0)
         m.partitions_assigned.set(len(self.source.assigned))
         if self.carry is not None:
-            m.carry_forward_profiles.set(len(self.carry))
+            m.carry_forward_profiles.set(self.carry.pending_profiles)
             evicted = self.carry.evictions
             if evicted:
                 m.carry_forward_evictions.inc(evicted)
