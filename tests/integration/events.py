@@ -8,7 +8,7 @@ from typing import Any
 
 NASTY = [
     "José Müller",
-    "Zoë, \"the\" & co",
+    'Zoë, "the" & co',
     "100% + tax",
     "a+b=c&d=e",
     "line1\nline2\r\nline3",
@@ -64,7 +64,5 @@ def random_events(
                 attrs[name] = None
             else:
                 attrs[name] = rng.choice(NASTY) + f" #{i}"
-        out.append(
-            event(pid, attrs, start_ms + i, id_type="PC_ID" if pcid else "THIRD_PARTY_ID")
-        )
+        out.append(event(pid, attrs, start_ms + i, id_type="PC_ID" if pcid else "THIRD_PARTY_ID"))
     return out

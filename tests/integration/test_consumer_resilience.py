@@ -1,0 +1,221 @@
+"""Faults, crashes, rebalances, shutdown and outages: delay is allowed, loss is not.
+
+Every test ends with the same check: Target's final profiles equal the last-writer-wins
+fold of everything produced, and every offset is committed. Duplicates are allowed.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.conftest import Stack
+from tests.integration.events import random_events
+from tests.integration.service import wait_for
+
+
+def _bulk_requests(s: Stack) -> int:
+    return int(s.emulator.control.stats()["bulk_requests"])
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 429, "retry_after": 1, "count": 3},
+        {"status": 503, "count": 4},
+        {"drop": True, "count": 3},
+        {"latency": 1.5, "count": 2},
+    ],
+    ids=["429-retry-after", "503", "dropped-connection", "slow"],
+)
+def test_retryable_faults_delay_but_lose_nothing(
+    stack: Callable[..., Stack], fault: dict[str, object]
+) -> None:
+    s = stack(partitions=2, topics=1)
+    s.emulator.control.inject({"api": "bulk", **fault})
+    events = random_events(800, 150, seed=3)
+    s.produce(events)
+
+    s.run_to_idle(PROFILE_SYNC_TARGET_TIMEOUT_SECONDS="1")
+
+    s.wait_for_state(s.expected(events))
+    assert s.all_committed(), s.uncommitted()
+    assert s.emulator.control.stats()["faults_injected"] >= 2
+
+
+def test_retry_after_is_honoured(stack: Callable[..., Stack]) -> None:
+    s = stack(partitions=1, topics=1)
+    s.emulator.control.inject({"api": "bulk", "status": 429, "retry_after": 2, "count": 1})
+    events = random_events(50, 10, seed=4)
+    s.produce(events)
+
+    s.run_to_idle()
+
+    bulk = [r for r in s.emulator.control.requests() if r.get("api") == "bulk"]
+    assert [r["status"] for r in bulk[:2]] == [429, 200]
+    assert bulk[1]["time"] - bulk[0]["time"] >= 1.9
+    s.wait_for_state(s.expected(events))
+
+
+def test_a_rejected_batch_goes_to_the_dlq_row_by_row(stack: Callable[..., Stack]) -> None:
+    s = stack(partitions=1, topics=1)
+    s.emulator.control.inject({"api": "bulk", "status": 400, "count": 1})
+    events = random_events(60, 12, seed=5, pcid_share=0)
+    s.produce(events)
+
+    summary = s.run_to_idle()
+
+    assert summary["batches_rejected"] == 1
+    profiles = {
+        e["profile"]["id"] for e in events if any(v is not None for v in e["attributes"].values())
+    }
+    letters = s.dead_letters(len(profiles))
+    assert {m.key().decode() for m in letters} == profiles
+    for m in letters:
+        headers = dict(m.headers())
+        assert headers["profile-sync.reason"] == b"batch_rejected"
+        assert b"400" in headers["profile-sync.error.message"]
+    assert s.all_committed(), s.uncommitted()
+
+
+def test_on_rejected_stop_exits_without_committing_the_batch(stack: Callable[..., Stack]) -> None:
+    s = stack(partitions=1, topics=1)
+    s.emulator.control.inject({"api": "bulk", "status": 400, "count": 1})
+    s.produce(random_events(30, 5, seed=6))
+
+    service = s.start("--exit-when-idle", "2", PROFILE_SYNC_ON_REJECTED="stop")
+
+    assert service.wait(60) == 3
+    assert not s.all_committed()
+
+
+@pytest.mark.parametrize("moment", ["mid-batch", "mid-post", "after-post"])
+def test_sigkill_at_any_moment_loses_nothing(stack: Callable[..., Stack], moment: str) -> None:
+    s = stack(partitions=3, topics=1)
+    events = random_events(2000, 300, seed=7)
+    s.produce(events[:1000])
+    overrides = {"PROFILE_SYNC_BATCH_LINGER_SECONDS": "1"}
+    if moment == "mid-post":
+        s.emulator.control.inject({"api": "bulk", "latency": 30, "count": 1})
+    first = s.start(**overrides)
+    if moment == "mid-batch":
+        wait_for(lambda: first.metric("profile_sync_buffer_rows") > 0, 30, "rows buffered")
+    elif moment == "mid-post":
+        wait_for(lambda: _bulk_requests(s) >= 1, 30, "a bulk upload to be under way")
+    else:
+        wait_for(
+            lambda: first.metric("profile_sync_batches_total", outcome="accepted") >= 1,
+            30,
+            "a batch to be accepted",
+        )
+    first.kill()
+    s.emulator.control.inject({"api": "bulk", "latency": 0, "count": 0})
+    s.produce(events[1000:])
+
+    s.run_to_idle()
+
+    s.wait_for_state(s.expected(events))
+    assert s.all_committed(), s.uncommitted()
+
+
+def test_rebalance_with_members_joining_and_leaving(stack: Callable[..., Stack]) -> None:
+    s = stack(partitions=4, topics=2)
+    events = random_events(6000, 800, seed=8)
+    s.produce(events[0:3000:2], topic=s.topics[0])
+    s.produce(events[1:3000:2], topic=s.topics[1])
+    first = s.start()
+    wait_for(lambda: first.metric("profile_sync_batches_total") >= 1, 60, "first member working")
+    second = s.start()
+    wait_for(
+        lambda: second.metric("profile_sync_partitions_assigned") >= 1,
+        60,
+        "the second member to get partitions",
+    )
+    s.produce(events[3000::2], topic=s.topics[0])
+    s.produce(events[3001::2], topic=s.topics[1])
+    first.signal(signal.SIGTERM)  # the first member leaves mid-stream
+    assert first.wait(60) == 0
+    wait_for(
+        lambda: second.metric("profile_sync_partitions_assigned") == 8,
+        60,
+        "the second member to take over every partition",
+    )
+    wait_for(s.all_committed, 60, "every offset committed")
+    second.signal(signal.SIGTERM)
+    assert second.wait(60) == 0
+
+    s.wait_for_state(s.expected(events))
+
+
+def test_sigterm_with_a_full_buffer_flushes_commits_and_exits_zero(
+    stack: Callable[..., Stack],
+) -> None:
+    s = stack(partitions=2, topics=1)
+    events = random_events(1500, 300, seed=9)
+    s.produce(events)
+    # A linger far beyond the test: only the shutdown can flush the buffer.
+    service = s.start(
+        PROFILE_SYNC_BATCH_LINGER_SECONDS="600", PROFILE_SYNC_SHUTDOWN_TIMEOUT_SECONDS="10"
+    )
+    wait_for(
+        lambda: service.metric("profile_sync_events_consumed_total") >= len(events),
+        60,
+        "every event consumed into the buffer",
+    )
+    assert _bulk_requests(s) == 0
+
+    started = time.monotonic()
+    service.signal(signal.SIGTERM)
+    assert service.wait(30) == 0
+    assert time.monotonic() - started < 10
+
+    assert s.all_committed(), s.uncommitted()
+    s.wait_for_state(s.expected(events))
+
+
+def test_target_outage_keeps_memory_flat_and_drains_after(stack: Callable[..., Stack]) -> None:
+    s = stack(partitions=3, topics=1)
+    s.emulator.control.inject({"api": "bulk", "status": 503, "count": 1_000_000})
+    service = s.start(
+        PROFILE_SYNC_BATCH_MAX_ROWS="2000",
+        PROFILE_SYNC_MAX_IN_FLIGHT_BATCHES="2",
+        PROFILE_SYNC_BUFFER_MAX_BYTES="2000000",
+        PROFILE_SYNC_RETRY_MAX_SECONDS="0.2",
+    )
+    events = random_events(60_000, 20_000, seed=10)
+    peaks = []
+    for chunk in range(6):
+        s.produce(events[chunk * 10_000 : (chunk + 1) * 10_000])
+        wait_for(
+            lambda: (
+                service.metric("profile_sync_partitions_paused") > 0
+                or service.metric("profile_sync_events_consumed_total") >= (chunk + 1) * 10_000
+            ),
+            60,
+            "the consumer to catch up or pause",
+        )
+        peaks.append(_rss_bytes(service.proc.pid))
+    assert service.metric("profile_sync_partitions_paused") > 0
+    consumed_while_down = service.metric("profile_sync_events_consumed_total")
+    assert consumed_while_down < len(events)  # it stopped reading instead of buffering all
+    assert max(peaks) < 400 * 1024 * 1024, peaks
+    # Memory flat: the last samples are no bigger than the first ones plus noise.
+    assert max(peaks[3:]) < max(peaks[:3]) * 1.25 + 20 * 1024 * 1024, peaks
+
+    s.emulator.control.inject({"api": "bulk", "status": 503, "count": 0})
+    wait_for(s.all_committed, 120, "the backlog to drain after recovery")
+    service.signal(signal.SIGTERM)
+    assert service.wait(60) == 0
+    s.wait_for_state(s.expected(events))
+    print(f"outage peak RSS: {max(peaks) / 1e6:.1f} MB; samples {[p // 1_000_000 for p in peaks]}")
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")

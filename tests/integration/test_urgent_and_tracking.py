@@ -1,0 +1,159 @@
+"""The urgent path, carry-forward across overlapping batches, and batch-status tracking."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.conftest import Stack
+from tests.integration.events import event, random_events
+from tests.integration.service import wait_for
+
+
+def _single_requests(s: Stack) -> list[dict[str, object]]:
+    return [r for r in s.emulator.control.requests() if r.get("api") == "single"]
+
+
+def test_urgent_events_reach_the_single_api_long_before_linger(
+    stack: Callable[..., Stack],
+) -> None:
+    s = stack(partitions=1, topics=1)
+    service = s.start(PROFILE_SYNC_BATCH_LINGER_SECONDS="30")
+    wait_for(lambda: service.metric("profile_sync_partitions_assigned") >= 1, 60, "assignment")
+    normal = [event(f"crm-{i}", {"tier": "silver"}, 1_000 + i) for i in range(20)]
+    urgent = [
+        event(f"crm-{i}", {"tier": "gold", "swipedAt": i}, 2_000 + i, priority="URGENT")
+        for i in range(5)
+    ]
+    s.produce(normal)
+    produced_at = time.monotonic()
+    s.produce(urgent)
+
+    wait_for(lambda: len(_single_requests(s)) >= 5, 10, "five single updates")
+    delay = time.monotonic() - produced_at
+    assert delay < 30 / 4, f"urgent path took {delay:.1f}s, linger is 30s"
+    assert s.emulator.control.stats()["bulk_requests"] == 0  # still lingering
+
+    service.signal(signal.SIGTERM)
+    assert service.wait(30) == 0
+    s.wait_for_state(s.expected(normal + urgent))
+    assert s.all_committed(), s.uncommitted()
+
+
+def test_past_the_budget_urgent_events_fall_back_to_bulk(stack: Callable[..., Stack]) -> None:
+    s = stack(partitions=1, topics=1)
+    urgent = [
+        event(f"crm-{i}", {"tier": "gold", "n": i}, 1_000 + i, priority="URGENT") for i in range(30)
+    ]
+    s.produce(urgent)
+
+    s.run_to_idle(PROFILE_SYNC_SINGLE_QUOTA_PER_DAY="10")
+
+    assert len(_single_requests(s)) == 10
+    s.wait_for_state(s.expected(urgent))
+    assert s.all_committed(), s.uncommitted()
+
+
+def test_ids_the_single_api_rejects_still_arrive_through_bulk(
+    stack: Callable[..., Stack],
+) -> None:
+    s = stack(partitions=1, topics=1)
+    urgent = [
+        event("crm+1", {"tier": "gold"}, 1_000, priority="URGENT"),
+        event("crm/2", {"tier": "gold"}, 1_001, priority="URGENT"),
+    ]
+    s.produce(urgent)
+
+    s.run_to_idle()
+
+    assert _single_requests(s) == []
+    s.wait_for_state(s.expected(urgent))
+
+
+def test_a_slow_bulk_batch_cannot_undo_a_newer_urgent_update(stack: Callable[..., Stack]) -> None:
+    # Target applies bulk batches much later than single updates here.
+    s = stack(partitions=1, topics=1, bulk_apply_delay=3.0, single_apply_delay=0.0)
+    before = event("crm-1", {"tier": "silver", "city": "Oslo"}, 1_000)
+    urgent = event("crm-1", {"tier": "gold"}, 2_000, priority="URGENT")
+    after = event("crm-1", {"city": "Bergen"}, 3_000)
+    s.produce([before, urgent, after])
+
+    s.run_to_idle()
+
+    wait_for(lambda: s.emulator.control.stats()["batches"].get("complete", 0) >= 1, 30, "apply")
+    s.wait_for_state(s.expected([before, urgent, after]))
+    assert s.target_state()[("thirdPartyId", "crm-1")] == {"tier": "gold", "city": "Bergen"}
+
+
+@pytest.mark.parametrize("carry_forward", [True, False], ids=["carry-forward", "without"])
+def test_overlapping_batches_in_replace_pending_mode(
+    stack: Callable[..., Stack], carry_forward: bool
+) -> None:
+    s = stack(partitions=1, topics=1, bulk_apply_delay=4.0, override_mode="replace-pending")
+    # Each profile gets different attributes in consecutive batches that overlap at Target.
+    waves = [
+        [event(f"crm-{p}", {f"attr{w}": f"v{w}", "wave": w}, 1_000 * w + p) for p in range(50)]
+        for w in range(1, 4)
+    ]
+    service = s.start(
+        PROFILE_SYNC_BATCH_LINGER_SECONDS="0.3",
+        PROFILE_SYNC_CARRY_FORWARD_ENABLED="true" if carry_forward else "false",
+    )
+    wait_for(lambda: service.metric("profile_sync_partitions_assigned") >= 1, 60, "assignment")
+    for w, wave in enumerate(waves, start=1):
+        s.produce(wave)
+        wait_for(
+            lambda w=w: service.metric("profile_sync_batches_total", outcome="accepted") >= w,
+            30,
+            f"batch of wave {w} accepted",
+        )
+    service.signal(signal.SIGTERM)
+    assert service.wait(30) == 0
+    expected = s.expected([e for wave in waves for e in wave])
+    if carry_forward:
+        s.wait_for_state(expected, timeout=30)
+    else:
+        # Without carry-forward Target keeps only the last batch's row: attributes lost.
+        wait_for(lambda: s.emulator.control.stats()["batches"].get("complete", 0) >= 3, 30, "apply")
+        assert s.target_state() != expected
+        assert s.target_state()[("thirdPartyId", "crm-0")] == {"attr3": "v3", "wave": "3"}
+
+
+def test_stuck_batches_are_resubmitted_then_dead_lettered(stack: Callable[..., Stack]) -> None:
+    s = stack(partitions=1, topics=1)
+    s.emulator.control.inject({"api": "bulk", "stuck": True, "count": 3})
+    events = [event(f"crm-{i}", {"tier": "gold"}, 1_000 + i) for i in range(10)]
+    s.produce(events)
+
+    service = s.start(PROFILE_SYNC_STATUS_MAX_RESUBMITS="2")
+    letters = s.dead_letters(10, timeout=60)
+    assert {m.key().decode() for m in letters} == {f"crm-{i}" for i in range(10)}
+    assert all(dict(m.headers())["profile-sync.reason"] == b"batch_stuck" for m in letters)
+    assert service.metric("profile_sync_batch_resubmissions_total") == 2
+    assert service.metric("profile_sync_batch_status_total", status="stuck") == 3
+    assert s.emulator.control.stats()["bulk_requests"] == 3
+    service.signal(signal.SIGTERM)
+    assert service.wait(30) == 0
+
+
+def test_a_stuck_batch_that_completes_on_resubmission_is_not_dead_lettered(
+    stack: Callable[..., Stack],
+) -> None:
+    s = stack(partitions=1, topics=1)
+    s.emulator.control.inject({"api": "bulk", "stuck": True, "count": 1})
+    events = random_events(200, 40, seed=11)
+    s.produce(events)
+
+    service = s.start()
+    wait_for(
+        lambda: service.metric("profile_sync_batch_status_total", status="complete") >= 1,
+        60,
+        "the resubmitted batch to complete",
+    )
+    assert service.metric("profile_sync_batch_resubmissions_total") == 1
+    service.signal(signal.SIGTERM)
+    assert service.wait(30) == 0
+    s.wait_for_state(s.expected(events))
