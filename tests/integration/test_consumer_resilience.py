@@ -189,14 +189,15 @@ def test_target_outage_keeps_memory_flat_and_drains_after(stack: Callable[..., S
     peaks = []
     for chunk in range(6):
         s.produce(events[chunk * 10_000 : (chunk + 1) * 10_000])
-        wait_for(
-            lambda: (
+        produced = (chunk + 1) * 10_000
+
+        def caught_up_or_paused(produced: int = produced) -> bool:
+            return (
                 service.metric("profile_sync_partitions_paused") > 0
-                or service.metric("profile_sync_events_consumed_total") >= (chunk + 1) * 10_000
-            ),
-            60,
-            "the consumer to catch up or pause",
-        )
+                or service.metric("profile_sync_events_consumed_total") >= produced
+            )
+
+        wait_for(caught_up_or_paused, 60, "the consumer to catch up or pause")
         peaks.append(_rss_bytes(service.proc.pid))
     assert service.metric("profile_sync_partitions_paused") > 0
     consumed_while_down = service.metric("profile_sync_events_consumed_total")
