@@ -279,9 +279,13 @@ cmd_start() {
     rm -rf "$DATA_DIR"
     write_config
     : >"$LOG_FILE"
-    local cluster_id
+    local cluster_id="-"
     # A cluster id is 16 random bytes in URL-safe base64 without padding (22 characters).
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # One starting with '-' would read as an option to the formatter: draw again, as Kafka's
+    # own Uuid.randomUuid does.
+    while [[ "$cluster_id" == -* ]]; do
+        cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
     set_java_cmd
     # The formatter runs for a second: C1 only and the serial collector start it ~0.5 s faster.
     if ! "${JAVA_CMD[@]}" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
