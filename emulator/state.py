@@ -1,0 +1,405 @@
+"""What the emulated Target holds: profiles, accepted batches, pending single updates.
+
+Pure: no I/O, no threads, no sleeping. Time comes from two injected callables, ``clock``
+(seconds on a clock that never goes back; drives when things apply) and ``wall`` (epoch
+seconds; only for the ``modifiedAt`` timestamps shown). Not thread-safe: the app holds
+one lock around every call.
+
+Timing. An accepted batch is due ``bulk_apply_delay`` seconds after acceptance, a single
+update ``single_apply_delay`` seconds after. ``advance()`` applies everything due, in order
+of due time, ties broken by acceptance order. Each applied write stamps every attribute it
+sets with its due time (``appliedAt``), so the stored value of an attribute is always the
+one of the LAST applied write, whichever API it came through.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from emulator.batchfile import ID_TYPES, BatchFile, iter_rows, row_ids
+from emulator.config import QUOTA_WINDOW_SECONDS, EmulatorConfig
+from emulator.quota import RollingQuota
+
+# Outcomes of one write to one profile.
+OK, NOT_FOUND, FAILED = 0, 1, 2
+
+
+def iso(epoch: float) -> str:
+    """ISO-8601 with milliseconds and an explicit offset, as Target shows timestamps."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
+def utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One applied update; shared by every attribute it set."""
+
+    applied_at: float  # emulator clock: the moment the write was due
+    modified: float  # epoch seconds of that moment
+    source: str  # "batch:<batchId>" or "single:<n>"
+
+
+class Profile:
+    __slots__ = ("attrs", "size")
+
+    def __init__(self) -> None:
+        self.attrs: dict[str, tuple[str, Write]] = {}
+        self.size = 0  # sum of UTF-8 len(name) + len(value) over stored attributes
+
+
+@dataclass(slots=True, eq=False)
+class BatchRecord:
+    batch_id: str
+    version: str  # v1 | v2
+    id_type: str
+    file: BatchFile | None  # None once the raw rows were dropped for the retention budget
+    size: int  # bytes of the uploaded file
+    row_count: int
+    form: str  # raw | multipart
+    accepted_at: float
+    due: float
+    status: str  # incomplete | complete | stuck
+    consumed: int = 0
+    successful: int = 0
+    not_found: int = 0
+    failed: int = 0
+    discarded_rows: int = 0  # replace-pending: rows overridden by a later batch
+    skipped_empty: bool = False
+    ids: set[str] = field(default_factory=set)  # replace-pending bookkeeping only
+    discarded_ids: set[str] = field(default_factory=set)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "batchId": self.batch_id,
+            "version": self.version,
+            "idType": self.id_type,
+            "status": self.status,
+            "batchSize": self.row_count,
+            "bytes": self.size,
+            "form": self.form,
+            "acceptedAt": self.accepted_at,
+            "dueAt": self.due,
+            "consumedCount": self.consumed,
+            "successfulUpdates": self.successful,
+            "profilesNotFound": self.not_found,
+            "failedUpdates": self.failed,
+            "discardedRows": self.discarded_rows,
+            "skippedEmpty": self.skipped_empty,
+            "rowsRetained": self.file is not None,
+        }
+
+
+@dataclass(slots=True)
+class SingleUpdate:
+    seq: int
+    id_type: str
+    profile_id: str
+    attributes: dict[str, str]
+    accepted_at: float
+    due: float
+
+
+class QuotaExceeded(Exception):
+    pass
+
+
+class Store:
+    def __init__(
+        self, config: EmulatorConfig, clock: Callable[[], float], wall: Callable[[], float]
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._wall = wall
+        self._batch_counter = 0  # survives reset() so batch ids are never reused
+        self.reset()
+
+    def reset(self) -> None:
+        self._profiles: dict[str, dict[str, Profile]] = {t: {} for t in ID_TYPES}
+        self._batches: dict[str, BatchRecord] = {}
+        self._heap: list[tuple[float, int, BatchRecord | SingleUpdate]] = []
+        self._seq = 0
+        self._single_seq = 0
+        self._pending_index: dict[str, dict[str, BatchRecord]] = {t: {} for t in ID_TYPES}
+        self._retained: OrderedDict[str, int] = OrderedDict()
+        self._retained_bytes = 0
+        self.quota = RollingQuota(self.config.single_quota, QUOTA_WINDOW_SECONDS)
+        self.counts: dict[str, int] = {
+            "batches_accepted": 0,
+            "batches_incomplete": 0,
+            "batches_complete": 0,
+            "batches_stuck": 0,
+            "batches_skipped_empty": 0,
+            "rows_received": 0,
+            "bytes_received": 0,
+            "rows_successful": 0,
+            "rows_not_found": 0,
+            "rows_failed": 0,
+            "rows_discarded": 0,
+            "single_accepted": 0,
+            "single_applied": 0,
+            "single_not_found": 0,
+            "single_failed": 0,
+        }
+
+    # -- bulk
+
+    def accept_batch(
+        self, version: str, file: BatchFile, size: int, form: str, stuck: bool
+    ) -> BatchRecord:
+        now = self._clock()
+        self._batch_counter += 1
+        batch_id = f"{self.config.client}-{int(self._wall() * 1000)}-{self._batch_counter}"
+        record = BatchRecord(
+            batch_id=batch_id,
+            version=version,
+            id_type=file.id_type,
+            file=file,
+            size=size,
+            row_count=file.row_count,
+            form=form,
+            accepted_at=now,
+            due=now + self.config.bulk_apply_delay,
+            status="stuck" if stuck else "incomplete",
+        )
+        self._batches[batch_id] = record
+        c = self.counts
+        c["batches_accepted"] += 1
+        c["rows_received"] += file.row_count
+        c["bytes_received"] += size
+        if stuck:
+            c["batches_stuck"] += 1
+            self._retain(record)
+            return record
+        c["batches_incomplete"] += 1
+        if self.config.override_mode == "replace-pending" and version == "v2":
+            self._override_pending(record, file)
+        self._push(record.due, record)
+        return record
+
+    def _override_pending(self, record: BatchRecord, file: BatchFile) -> None:
+        """replace-pending: this batch's rows for P replace an earlier pending batch's rows."""
+        index = self._pending_index[file.id_type]
+        record.ids = set(row_ids(file))
+        for pid in record.ids:
+            earlier = index.get(pid)
+            if earlier is not None and earlier.status == "incomplete":
+                earlier.discarded_ids.add(pid)
+            index[pid] = record
+
+    def batch(self, batch_id: str) -> BatchRecord | None:
+        self.advance()
+        return self._batches.get(batch_id)
+
+    def batches(self) -> list[BatchRecord]:
+        self.advance()
+        return list(self._batches.values())
+
+    # -- single updates
+
+    def accept_single(self, id_type: str, profile_id: str, attributes: dict[str, str]) -> None:
+        """Queue one single update; raise ``QuotaExceeded`` past the rolling quota."""
+        now = self._clock()
+        if not self.quota.try_take(now):
+            raise QuotaExceeded
+        self._single_seq += 1
+        update = SingleUpdate(
+            self._single_seq,
+            id_type,
+            profile_id,
+            attributes,
+            now,
+            now + self.config.single_apply_delay,
+        )
+        self.counts["single_accepted"] += 1
+        self._push(update.due, update)
+
+    # -- applying
+
+    def _push(self, due: float, item: BatchRecord | SingleUpdate) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, item))
+
+    def pending(self) -> tuple[int, int]:
+        """(batches, single updates) accepted but not yet applied."""
+        batches = sum(1 for _, _, item in self._heap if isinstance(item, BatchRecord))
+        return batches, len(self._heap) - batches
+
+    def advance(self) -> int:
+        """Apply everything that is due; return how many batches and updates were applied."""
+        heap = self._heap
+        if not heap:
+            return 0
+        now = self._clock()
+        if heap[0][0] > now:
+            return 0
+        wall_now = self._wall()
+        applied = 0
+        while heap and heap[0][0] <= now:
+            due, _, item = heapq.heappop(heap)
+            write_epoch = wall_now - (now - due)
+            if isinstance(item, BatchRecord):
+                self._apply_batch(item, Write(due, write_epoch, f"batch:{item.batch_id}"))
+            else:
+                self._apply_single(item, Write(due, write_epoch, f"single:{item.seq}"))
+            applied += 1
+        return applied
+
+    def _apply_batch(self, record: BatchRecord, write: Write) -> None:
+        file = record.file
+        assert file is not None  # pending batches always keep their rows
+        table = self._profiles[record.id_type]
+        create = record.version == "v2"
+        discarded = record.discarded_ids
+        cap = self.config.max_profile_bytes
+        successful = not_found = failed = dropped = 0
+        any_value = False
+        for row in iter_rows(file):
+            if row.error is not None:
+                failed += 1
+                continue
+            if discarded and row.profile_id in discarded:
+                # Overridden by a later batch before this one applied: Target reports the
+                # row as processed, its values are silently lost.
+                successful += 1
+                dropped += 1
+                continue
+            if row.attributes:
+                any_value = True
+            outcome = _write(table, row.profile_id, row.attributes, write, create, cap)
+            if outcome == OK:
+                successful += 1
+            elif outcome == NOT_FOUND:
+                not_found += 1
+            else:
+                failed += 1
+        if not any_value and failed == 0 and dropped == 0:
+            # Only empty values: Target skips the batch entirely, looking nothing up.
+            record.skipped_empty = True
+            successful, not_found = record.row_count, 0
+        record.consumed = record.row_count
+        record.successful = successful
+        record.not_found = not_found
+        record.failed = failed
+        record.discarded_rows = dropped
+        record.status = "complete"
+        c = self.counts
+        c["batches_incomplete"] -= 1
+        c["batches_complete"] += 1
+        c["rows_successful"] += successful
+        c["rows_not_found"] += not_found
+        c["rows_failed"] += failed
+        c["rows_discarded"] += dropped
+        if record.skipped_empty:
+            c["batches_skipped_empty"] += 1
+        if record.ids:
+            index = self._pending_index[record.id_type]
+            for pid in record.ids:
+                if index.get(pid) is record:
+                    del index[pid]
+            record.ids = set()
+        self._retain(record)
+
+    def _apply_single(self, update: SingleUpdate, write: Write) -> None:
+        table = self._profiles[update.id_type]
+        outcome = _write(
+            table,
+            update.profile_id,
+            update.attributes,
+            write,
+            False,  # the single-update API never creates a profile
+            self.config.max_profile_bytes,
+        )
+        key = {OK: "single_applied", NOT_FOUND: "single_not_found", FAILED: "single_failed"}
+        self.counts[key[outcome]] += 1
+
+    def _retain(self, record: BatchRecord) -> None:
+        """Keep an applied (or stuck) batch's rows within the retention byte budget."""
+        self._retained[record.batch_id] = record.size
+        self._retained_bytes += record.size
+        budget = self.config.retain_batch_bytes
+        while self._retained_bytes > budget and self._retained:
+            batch_id, size = self._retained.popitem(last=False)
+            self._retained_bytes -= size
+            self._batches[batch_id].file = None
+
+    # -- reading
+
+    def profile(self, id_type: str, profile_id: str) -> Profile | None:
+        self.advance()
+        return self._profiles[id_type].get(profile_id)
+
+    def profile_count(self) -> int:
+        return sum(len(t) for t in self._profiles.values())
+
+    def dump(self, details: bool) -> dict[str, dict[str, Any]]:
+        self.advance()
+        out: dict[str, dict[str, Any]] = {}
+        for id_type, table in self._profiles.items():
+            if details:
+                out[id_type] = {
+                    pid: {
+                        name: {
+                            "value": value,
+                            "modifiedAt": iso(w.modified),
+                            "appliedAt": w.applied_at,
+                            "source": w.source,
+                        }
+                        for name, (value, w) in prof.attrs.items()
+                    }
+                    for pid, prof in table.items()
+                }
+            else:
+                out[id_type] = {
+                    pid: {name: value for name, (value, _) in prof.attrs.items()}
+                    for pid, prof in table.items()
+                }
+        return out
+
+
+def _write(
+    table: dict[str, Profile],
+    profile_id: str,
+    attributes: dict[str, str],
+    write: Write,
+    create: bool,
+    cap: int,
+) -> int:
+    """Merge non-empty ``attributes`` into one profile, all or nothing under the size cap."""
+    profile = table.get(profile_id)
+    if profile is None:
+        if not create:
+            return NOT_FOUND
+        if not attributes:
+            return OK  # nothing to store: no profile is created for empty values
+        size = sum(utf8_len(k) + utf8_len(v) for k, v in attributes.items())
+        if size > cap:
+            return FAILED
+        profile = Profile()
+        profile.attrs = {k: (v, write) for k, v in attributes.items()}
+        profile.size = size
+        table[profile_id] = profile
+        return OK
+    if not attributes:
+        return OK
+    stored = profile.attrs
+    delta = 0
+    for name, value in attributes.items():
+        previous = stored.get(name)
+        if previous is None:
+            delta += utf8_len(name) + utf8_len(value)
+        else:
+            delta += utf8_len(value) - utf8_len(previous[0])
+    if profile.size + delta > cap:
+        return FAILED
+    for name, value in attributes.items():
+        stored[name] = (value, write)
+    profile.size += delta
+    return OK
