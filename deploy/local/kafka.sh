@@ -91,6 +91,9 @@ cmd_jars() {
     exec 9>&-
 }
 
+# A process's command line with spaces between the arguments (empty if it is gone).
+cmdline_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
+
 # The pid from the pid file if that process is alive and is our broker, else nothing.
 broker_pid() {
     [[ -f "$PID_FILE" ]] || return 1
@@ -99,7 +102,7 @@ broker_pid() {
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
     # A recycled pid must never be signalled: check it runs kafka.Kafka with our config.
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $CONFIG_FILE" || return 1
+    [[ "$(cmdline_of "$pid")" == *"kafka.Kafka $CONFIG_FILE"* ]] || return 1
     echo "$pid"
 }
 
@@ -230,7 +233,7 @@ stop_watchdog() {
         wpid="$(cat "$WATCHDOG_PID_FILE")"
         # Only our own watchdog: its command line names this state dir.
         if [[ "$wpid" =~ ^[0-9]+$ ]] && [[ "$wpid" != "${KAFKA_WATCHDOG_SELF:-}" ]] &&
-            tr '\0' ' ' <"/proc/$wpid/cmdline" 2>/dev/null | grep -qF "kafka-watchdog $KAFKA_STATE_DIR"; then
+            [[ "$(cmdline_of "$wpid")" == *"kafka-watchdog $KAFKA_STATE_DIR"* ]]; then
             kill -TERM "$wpid" 2>/dev/null || true
         fi
         rm -f "$WATCHDOG_PID_FILE"
