@@ -39,8 +39,18 @@ def say(text: str) -> None:
 def start_emulator(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the emulator
     proc = subprocess.Popen(
-        [*BIN, "emulator", "--host", "127.0.0.1", "--port", "0", "--client", "acme",
-         "--bulk-apply-delay", "0.5"],
+        [
+            *BIN,
+            "emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--client",
+            "acme",
+            "--bulk-apply-delay",
+            "0.5",
+        ],
         stdout=subprocess.PIPE,
         stderr=log,
         cwd=REPO,
@@ -79,18 +89,35 @@ def main() -> int:
 
         say(f"producing {events:,} POS/CRM events for {profiles:,} profiles")
         subprocess.run(
-            [*BIN, "produce-sample", "--bootstrap-servers", bootstrap,
-             "--topic-pos", topics[0], "--topic-crm", topics[1],
-             "--count", str(events), "--profiles", str(profiles),
-             "--urgent-share", urgent, "--create-topics", str(partitions),
-             "--dump", str(STATE / "events.jsonl")],
+            [
+                *BIN,
+                "produce-sample",
+                "--bootstrap-servers",
+                bootstrap,
+                "--topic-pos",
+                topics[0],
+                "--topic-crm",
+                topics[1],
+                "--count",
+                str(events),
+                "--profiles",
+                str(profiles),
+                "--urgent-share",
+                urgent,
+                "--create-topics",
+                str(partitions),
+                "--dump",
+                str(STATE / "events.jsonl"),
+            ],
             check=True,
             cwd=REPO,
         )
 
         say("running the consumer until the stream is drained and committed")
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PROFILE_SYNC_"))},
+            **{
+                k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PROFILE_SYNC_"))
+            },
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "KAFKA_GROUP_ID": f"profile-sync-demo-{run_id}",
             "PROFILE_SYNC_TOPICS": ",".join(topics),
@@ -106,7 +133,11 @@ def main() -> int:
         with open(STATE / "consumer.log", "wb") as log:
             done = subprocess.run(
                 [*BIN, "run", "--exit-when-idle", "3", "--summary"],
-                env=env, stdout=subprocess.PIPE, stderr=log, cwd=REPO, check=False,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd=REPO,
+                check=False,
             )
         if done.returncode != 0:
             print((STATE / "consumer.log").read_text()[-3000:], file=sys.stderr)
@@ -142,7 +173,8 @@ def report(summary: dict[str, object], stats: dict[str, object]) -> None:
     print(f"  rows per batch (mean)     {rows / batches if batches else 0:>12,.1f}")
     print(f"  urgent single updates     {num('single_updates_queued'):>12,.0f}")
     print(f"  dead letters              {num('dead_letters'):>12,.0f}")
-    print(f"  HTTP calls to Target      {calls:>12,.0f}  ({calls / consumed if consumed else 0:.4f} per event)")
+    per_event = calls / consumed if consumed else 0.0
+    print(f"  HTTP calls to Target      {calls:>12,.0f}  ({per_event:.4f} per event)")
     print(f"  elapsed                   {num('elapsed_seconds'):>11,.1f}s")
     print(f"  throughput                {num('events_per_second'):>12,.0f} events/s")
 
