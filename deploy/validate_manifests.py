@@ -177,7 +177,8 @@ def load_settings(env: Mapping[str, str], where: str, problems: Problems) -> Any
     from consumer.errors import ConfigError
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(env)
+        # Unknown names are reported by the caller; leave them out so the rest is checked.
+        env = {k: v for k, v in env.items() if known_env(k)}
         # The token file and the writer schema are mounted at run time; their paths are
         # checked against the mounts separately.
         for key in ("TARGET_TOKEN_FILE", "WRITER_SCHEMA"):
@@ -719,14 +720,16 @@ def _compose_env(
     return env
 
 
-def check_compose(path: Path) -> Problems:
+def check_compose(path: Path, doc: Any = None) -> Problems:
+    """Check the compose file at ``path`` (or ``doc``, as if it were that file)."""
     problems = Problems()
     where = str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        problems.add(where, f"does not parse: {exc}")
-        return problems
+    if doc is None:
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            problems.add(where, f"does not parse: {exc}")
+            return problems
     base = path.parent
     services = doc.get("services") if isinstance(doc, dict) else None
     if not isinstance(services, dict):
