@@ -8,14 +8,12 @@ export, if a panel shows nothing after real traffic, or if a rule evaluates with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import signal
+import time
+from collections.abc import Callable
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from consumer.clock import SystemClock
-from consumer.health import Health, HealthServer
-from consumer.metrics import Metrics
 from tests.fixtures.prometheus import (
     Prometheus,
     alert_queries,
@@ -27,6 +25,8 @@ from tests.fixtures.prometheus import (
     substitute,
     wait_for,
 )
+from tests.integration.conftest import Stack
+from tests.integration.events import event, random_events
 
 __all__ = ["prometheus_server"]  # the fixture, imported so pytest finds it here
 
@@ -35,69 +35,60 @@ pytestmark = pytest.mark.integration
 JOB = "profile-sync"
 
 
-def _standin_traffic(m: Metrics) -> None:
-    """One value for every label combination the dashboard and alerts read."""
-    m.events_consumed.labels("pos.profile-changes", "pos").inc(1000)
-    m.events_routed.labels("bulk").inc(990)
-    m.events_routed.labels("single").inc(10)
-    m.events_skipped.inc(3)
-    m.poison_events.labels("decode", "undecodable").inc(2)
-    m.dead_letters.labels("decode", "undecodable").inc(2)
-    m.buffer_rows.labels("thirdPartyId").set(120)
-    m.buffer_bytes.set(64_000)
-    m.oldest_pending_age.set(2.5)
-    m.batches_flushed.labels("thirdPartyId", "linger").inc(4)
-    m.batch_rows.labels("thirdPartyId").observe(800)
-    m.batch_bytes.labels("thirdPartyId").observe(90_000)
-    m.batch_events.labels("thirdPartyId").inc(990)
-    m.batches.labels("thirdPartyId", "accepted").inc(4)
-    m.end_to_end_delay.observe(12)
-    m.target_requests.labels("bulk", "2xx").inc(4)
-    m.target_requests.labels("bulk", "5xx").inc(1)
-    m.target_latency.labels("bulk").observe(0.4)
-    m.target_retries.labels("bulk").inc()
-    m.partitions_assigned.set(3)
-    m.consumer_lag.labels("pos.profile-changes", "0").set(12)
-    m.rebalances.labels("assign").inc()
-    m.single_updates.labels("sent").inc(10)
-    m.single_budget_remaining.set(199_990)
-    m.single_budget_total.set(200_000)
-    m.urgent_delay.observe(0.08)
-    m.batch_status.labels("complete").inc(4)
-    m.batch_updates.labels("successful").inc(800)
-    m.loop_last_turn.set(SystemClock().time())
-    m.ready.set(1)
-
-
-@pytest.fixture
-def service_target() -> Iterator[tuple[str, Callable[[], None]]]:
-    """A stand-in service: the real Metrics registry behind the real HealthServer.
-
-    Yields the scrape address and a function that adds more traffic (rates need two
-    different samples).
-    """
-    registry = CollectorRegistry()
-    metrics = Metrics(registry)
-    health = Health(SystemClock(), 60, metrics)
-    server = HealthServer("127.0.0.1", 0, health, registry)
-    server.start()
-    health.beat()
-    _standin_traffic(metrics)
-    try:
-        yield f"127.0.0.1:{server.port}", lambda: _standin_traffic(metrics)
-    finally:
-        server.stop()
-
-
 def _has_data(result: dict[str, object]) -> bool:
     return bool(result.get("result"))
 
 
+class Traffic:
+    """Keeps events flowing, at most one burst a second: rates need samples that differ.
+
+    Each burst: ordinary events for both id types, one URGENT event (single-update path)
+    and one undecodable record (poison, dead-lettered).
+    """
+
+    def __init__(self, stack: Stack, produce_raw: Callable[..., object]) -> None:
+        self._stack = stack
+        self._produce_raw = produce_raw
+        self._bursts = 0
+        self._last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last < 1.0:
+            return
+        self._last = now
+        n = self._bursts = self._bursts + 1
+        start = 1_700_000_000_000 + n * 1_000
+        events = random_events(30, 15, seed=n, start_ms=start, pcid_share=0.3)
+        events.append(event(f"urgent-{n}", {"tier": "gold"}, start + 999, priority="URGENT"))
+        self._stack.produce(events)
+        self._produce_raw(self._stack.topics[0], [(b"poison", b"\x00 not avro")])
+
+
 def test_dashboard_and_alerts_against_real_prometheus(
     prometheus_server: Callable[..., Prometheus],
-    service_target: tuple[str, Callable[[], None]],
+    stack: Callable[..., Stack],
+    produce_raw: Callable[..., object],
 ) -> None:
-    target, more_traffic = service_target
+    s = stack(partitions=2, topics=1)
+    # One retried and then rejected bulk upload, and one retried single update: the
+    # retry, rejection and dead-letter series exist, and ProfileSyncBatchRejected must fire.
+    s.emulator.control.inject({"api": "bulk", "status": 503, "count": 1})
+    s.emulator.control.inject({"api": "bulk", "status": 400, "count": 1})
+    s.emulator.control.inject({"api": "single", "status": 503, "count": 1})
+    # librdkafka reports lag every second instead of every 15 s.
+    service = s.start(KAFKA_STATISTICS_INTERVAL_MS="1000")
+    target = f"127.0.0.1:{service.http_port}"
+    more_traffic = Traffic(s, produce_raw)
+    try:
+        wait_for(
+            lambda: service.alive() and service.metric("profile_sync_partitions_assigned") >= 1,
+            60,
+            "the service to be assigned its partitions",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; service log tail:\n{service.log_tail()}") from None
+    more_traffic()
     prom = prometheus_server([target], job=JOB)
     wait_for(prom.targets_up, 60, f"Prometheus to scrape {target} successfully")
 
@@ -131,9 +122,12 @@ def test_dashboard_and_alerts_against_real_prometheus(
         return not empty
 
     try:
-        wait_for(every_panel_has_data, 60, "every panel to show data")
+        wait_for(every_panel_has_data, 90, "every panel to show data", interval=0.5)
     except AssertionError:
-        raise AssertionError(f"panels still empty after traffic: {sorted(empty)}") from None
+        raise AssertionError(
+            f"panels still empty after traffic: {sorted(empty)}; "
+            f"service log tail:\n{service.log_tail()}"
+        ) from None
 
     # The variables resolve to this job and instance.
     assert JOB in prom.label_values("job", "profile_sync_build_info")
@@ -160,3 +154,15 @@ def test_dashboard_and_alerts_against_real_prometheus(
     rules = wait_for(rules_evaluated, 30, "every alert rule to be evaluated")
     broken = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
     assert not broken, broken
+
+    # On real data, the one alert this run provokes fires, and nothing else does.
+    def firing() -> set[str]:
+        return {
+            a["labels"]["alertname"] for a in prom.api("alerts")["alerts"] if a["state"] == "firing"
+        }
+
+    wait_for(lambda: "ProfileSyncBatchRejected" in firing(), 30, "ProfileSyncBatchRejected")
+    assert firing() == {"ProfileSyncBatchRejected"}
+
+    service.signal(signal.SIGTERM)
+    assert service.wait(60) == 0, service.log_tail()
