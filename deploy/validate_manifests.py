@@ -60,7 +60,14 @@ TENANT_SINGLE_QUOTA = config.TARGET_SINGLE_QUOTA
 # The shutdown needs this much less than the pod's grace period: SIGKILL comes at the end
 # of the grace period, and the process still has to exit after its own timeout.
 GRACE_MARGIN_SECONDS = 5
-# The job name the alert rules and the dashboard expect.
+# Memory model of one replica, from bench/bench_hotpath.py (docs/deploy.md, "Sizing"):
+# a buffered profile row takes ~8.2x its encoded size in Python objects (1,158 B for a
+# 142 B row), a carry-forward profile ~1.6 KB; the interpreter, libraries and librdkafka's
+# threads ~100 MB. The pod's memory limit must hold the worst case the settings allow.
+BASELINE_MEMORY_BYTES = 100_000_000
+BUFFER_MEMORY_FACTOR = 8.2
+CARRY_FORWARD_BYTES_PER_PROFILE = 1_600
+LIBRDKAFKA_QUEUE_KBYTES_DEFAULT = 65_536
 PARTITIONS_ANNOTATION = "target-profile-sync/topic-partitions"
 CONSUMER_CONTAINER = "profile-sync"
 SECRET_KAFKA_KEYS = frozenset(
@@ -415,6 +422,33 @@ def _port_allowed(policy: Mapping[str, Any], direction: str, port: int) -> bool:
     return False
 
 
+def memory_estimate(settings: Any) -> int:
+    """Worst-case memory of one replica under ``settings``, in bytes."""
+    queue_kb = settings.consumer_config().get(
+        "queued.max.messages.kbytes", LIBRDKAFKA_QUEUE_KBYTES_DEFAULT
+    )
+    carry = settings.carry_forward_max_profiles if settings.carry_forward_enabled else 0
+    return int(
+        BASELINE_MEMORY_BYTES
+        + settings.buffer_max_bytes * BUFFER_MEMORY_FACTOR
+        + carry * CARRY_FORWARD_BYTES_PER_PROFILE
+        + settings.status_retain_max_bytes
+        + (settings.max_in_flight_batches + 1) * settings.batch_max_bytes
+        + int(queue_kb) * 1024
+    )
+
+
+_QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def _quantity(value: Any) -> int | None:
+    """A Kubernetes memory quantity in bytes (None if absent or not understood)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|k|M|G)?", str(value or "").strip())
+    if not match:
+        return None
+    return int(float(match.group(1)) * _QUANTITY[match.group(2) or ""])
+
+
 def _url_port(url: str) -> int | None:
     from urllib.parse import urlsplit
 
@@ -516,6 +550,15 @@ def check_overlay(docs: list[dict[str, Any]], name: str) -> Problems:
             f"terminationGracePeriodSeconds {grace} must exceed "
             f"PROFILE_SYNC_SHUTDOWN_TIMEOUT_SECONDS {settings.shutdown_timeout_seconds:g} "
             f"by {GRACE_MARGIN_SECONDS}s",
+        )
+    limit = _quantity(_get(container, "resources", "limits", "memory"))
+    need = memory_estimate(settings)
+    if limit is not None and limit < need:
+        problems.add(
+            dat,
+            f"memory limit {limit / 2**20:,.0f}Mi is below the {need / 2**20:,.0f}Mi the "
+            "settings allow (buffer, carry-forward, retained batches, fetch queue); "
+            "raise it or lower those settings (docs/deploy.md, Sizing)",
         )
     if "replicas" in dep["spec"] and _find(docs, "ScaledObject"):
         problems.add(dat, "spec.replicas fights the autoscaler: leave it out")

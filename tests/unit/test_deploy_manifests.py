@@ -284,6 +284,10 @@ BROKEN: dict[str, tuple[Callable[[list[dict[str, Any]]], None], str]] = {
     "missing TriggerAuthentication": (_missing_auth, "not a TriggerAuthentication"),
     "unknown metric name": (_unknown_metric, "metric profile_sync_lag_total is not exported"),
     "no limits": (_no_resources, "resources.limits.memory is not set"),
+    "buffer larger than the memory limit": (
+        _set_env("PROFILE_SYNC_BUFFER_MAX_BYTES", "256000000"),
+        "memory limit 1,536Mi is below",
+    ),
 }
 
 
