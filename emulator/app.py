@@ -4,10 +4,11 @@
 it in-process with ``httpx.Client(transport=httpx.WSGITransport(app=app))`` and a fake
 clock; ``emulator.server`` serves the same object on a real port.
 
-Every Target API request goes: count -> apply what is due -> fault plan -> bearer token ->
-handler -> record in the request log. A fault that drops the connection raises
-``DropConnection``; the real server then closes the socket without answering (in-process,
-the exception reaches the test).
+Every Target API request goes: count -> fault plan -> bearer token -> handler -> record in
+the request log. Reads (batch status, fetch, controls) first apply whatever is due, so they
+never show a state older than the clock; uploads only queue work. A fault that drops the
+connection raises ``DropConnection``; the real server then closes the socket without
+answering (in-process, the exception reaches the test).
 """
 
 from __future__ import annotations
@@ -122,7 +123,6 @@ class EmulatorApp:
         api, handler = self._route(request.path)
         with self.lock:
             self.counts[_API_COUNTERS[api]] += 1
-            self.store.advance()
             rule = self.faults.pick(api) if api != "other" else None
             if rule is not None:
                 self._count_fault(rule)
