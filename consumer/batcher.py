@@ -157,8 +157,7 @@ class Batcher:
             seeded = guard = None
             if carry is not None:
                 seeded = carry.seed(buffer.id_type, id_enc)
-                if seeded is None:
-                    guard = carry.guard(buffer.id_type, id_enc)
+                guard = carry.guard(buffer.id_type, id_enc)
             row = rows[id_enc] = _Row(seeded or {}, 0, guard)
             buffer.body_bytes += len(id_enc) + 1
             if seeded:
@@ -192,7 +191,9 @@ class Batcher:
                     if len(values) >= _VALUE_CACHE_SIZE:
                         values.clear()
                     values[value] = value_enc
-            size = len(name) + (len(value) if value.isascii() else len(value.encode("utf-8")))
+            size = (len(name) if name.isascii() else len(name.encode("utf-8"))) + (
+                len(value) if value.isascii() else len(value.encode("utf-8"))
+            )
             if old is None:
                 body += len(value_enc)
                 raw += size

@@ -28,11 +28,16 @@ _Key = tuple[IdType, str]
 
 
 class _Entry:
-    __slots__ = ("batch_id", "cells", "pending")
+    __slots__ = ("batch_id", "cells", "older", "pending")
 
-    def __init__(self, batch_id: int, cells: dict[str, Cell]) -> None:
+    def __init__(
+        self, batch_id: int, cells: dict[str, Cell], older: dict[str, Cell] | None
+    ) -> None:
         self.batch_id = batch_id
         self.cells = cells
+        # Stamps of values sent in batches already complete; a row does not carry them, so
+        # they must outlive later rows or a stale event could undo them.
+        self.older = older
         self.pending = True
 
 
@@ -59,9 +64,9 @@ class CarryForward:
         return dict(entry.cells) if entry is not None and entry.pending else None
 
     def guard(self, id_type: IdType, id_enc: str) -> dict[str, Cell] | None:
-        """The cells last sent for this profile in a batch already complete (read-only)."""
+        """The cells sent for this profile in batches already complete (read-only)."""
         entry = self._entries.get((id_type, id_enc))
-        return entry.cells if entry is not None and not entry.pending else None
+        return entry.older if entry is not None else None
 
     def remember(self, batch_id: int, id_type: IdType, rows: dict[str, dict[str, Cell]]) -> None:
         """Record the rows of a batch that was just cut (they include what they carried)."""
@@ -74,7 +79,7 @@ class CarryForward:
             old = entries.get(key)
             if old is not None and old.pending:
                 self._pending -= 1
-            entries[key] = _Entry(batch_id, cells)
+            entries[key] = _Entry(batch_id, cells, old.older if old is not None else None)
             entries.move_to_end(key)
             self._pending += 1
             keys.append(key)
@@ -97,6 +102,7 @@ class CarryForward:
             entry = self._entries.get(key)
             if entry is not None and entry.batch_id == batch_id and entry.pending:
                 entry.pending = False
+                entry.older = {**entry.older, **entry.cells} if entry.older else entry.cells
                 self._pending -= 1
                 released += 1
         return released
