@@ -26,11 +26,16 @@ from consumer.events import MAX_PROFILE_BYTES
 from consumer.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 
 TOO_LARGE = -1  # returned by ``add`` for an event that would push its row over 64 KB
+# Returned by ``add`` for an event whose every value is older than one already sent for
+# its profile (from another partition): no row, nothing to wait for. Equal to the ledger's
+# SETTLED unit, so tracking the offset with it settles the event at once.
+STALE = 0
 
 # Why ``_merge`` rolled an event back (the first two are also the cut triggers).
 _BYTES = "bytes"
 _ROWS = "rows"
 _TOO_LARGE = "too_large"
+_STALE = "stale"
 
 # Encoded forms of short, repeated values ("gold", "true", store ids): a dict hit is
 # cheaper than re-encoding, and rows share one string object per value.
@@ -123,7 +128,7 @@ class Batcher:
     # -- the hot path
 
     def add(self, update: ProfileUpdate, now: float) -> int:
-        """Coalesce one event. Returns the batch id it now belongs to, or ``TOO_LARGE``.
+        """Coalesce one event. Returns the batch id it now belongs to, ``TOO_LARGE`` or ``STALE``.
 
         May cut the open batch of this id type first (into ``ready``) so that no limit is
         ever crossed: the event is merged optimistically and rolled back if the file would
@@ -139,7 +144,9 @@ class Batcher:
             self._cut(buffer, outcome)
             buffer = self._buffers[update.id_type]
             outcome = self._merge(buffer, id_enc, update, src, now)
-        return TOO_LARGE if outcome is _TOO_LARGE else buffer.batch_id
+        if outcome is _TOO_LARGE:
+            return TOO_LARGE
+        return STALE if outcome is _STALE else buffer.batch_id
 
     def _merge(
         self, buffer: _Buffer, id_enc: str, update: ProfileUpdate, src: int, now: float
@@ -206,6 +213,12 @@ class Batcher:
                 raw += size - old[3]
             undo.append((name_enc, old))
             cells[name_enc] = (value_enc, occurred_at, src, size)
+        if new_row and not cells:
+            # Every value was stale and nothing is carried: a row without a value would
+            # only make a file Target rejects (no attribute column).
+            del rows[id_enc]
+            buffer.body_bytes -= len(id_enc) + 1
+            return _STALE
         buffer.body_bytes += body
         too_large = raw > MAX_PROFILE_BYTES
         over = not too_large and buffer.size >= self.limits.max_bytes and len(rows) > 1

@@ -17,10 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.batcher import TOO_LARGE, Batcher, BatchLimits
+from consumer.batcher import STALE, TOO_LARGE, Batcher, BatchLimits
 from consumer.carry import CarryForward
 from consumer.encoding import header_line
 from consumer.events import MAX_PROFILE_BYTES
+from consumer.ledger import SETTLED
 from consumer.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from tests.utils import fold_batches, fold_updates, make_update, parse_batch
 
@@ -104,7 +105,9 @@ class _Model:
             self._cut(buffer, outcome)
             buffer = self.buffers[u.id_type]
             outcome = self._try(buffer, u, now)
-            assert outcome in (None, "too_large")
+            assert outcome in (None, "too_large", "stale")
+        if outcome == "stale":
+            return STALE
         return TOO_LARGE if outcome == "too_large" else buffer.batch_id
 
     def _try(self, buffer: _MBuffer, u: ProfileUpdate, now: float) -> str | None:
@@ -129,6 +132,8 @@ class _Model:
             if stamp is not None and stamp[2] != u.tp and stamp[1] > u.occurred_at:
                 continue  # stale: older, from another partition
             cells[name] = (value, u.occurred_at, u.tp)
+        if new_row and not cells:
+            return "stale"  # nothing newer than what was sent: no row
         for name in cells:
             if name not in trial.columns:
                 trial.columns.append(name)
@@ -257,6 +262,8 @@ def _check_file(batch: BatchFile, limits: BatchLimits) -> None:
     assert id_type == batch.id_type.value  # one id type per file, and the right one
     assert len(rows) == batch.row_count
     assert len({pid for pid, _ in rows}) == len(rows), "one row per profile per file"
+    # Target rejects a header without attributes; a row without a value sends nothing.
+    assert all(attrs for _, attrs in rows), "every row sets at least one attribute"
     assert batch.row_count <= limits.max_rows
     if batch.row_count > 1:
         assert len(batch.body) < limits.max_bytes
@@ -337,7 +344,7 @@ def test_files_applied_in_order_hold_the_newest_value_of_every_attribute(
         batcher.cut_due(now)
         u = offsets.update(spec)
         assert batcher.add(u, now) != TOO_LARGE
-        accepted.append(u)
+        accepted.append(u)  # a STALE one too: it must change nothing
         files += batcher.take_ready()
     files += cut(batcher)
     assert fold_batches(f.body for f in files) == fold_updates(accepted)
@@ -577,6 +584,20 @@ def test_rule_2_holds_across_several_earlier_batches(second_complete: bool) -> N
     [third] = cut(batcher)
     state = fold_batches([first.body, second.body, third.body])
     assert state[("thirdPartyId", "p")] == {"tier": "gold", "city": "Nice", "zip": "06000"}
+
+
+def test_an_event_older_than_everything_sent_for_its_profile_adds_no_row() -> None:
+    carry = CarryForward(100)
+    batcher = Batcher(BIG, carry)
+    batcher.add(make_update("p", {"tier": "gold"}, occurred_at=200, tp=CRM0), 0)
+    [first] = cut(batcher)
+    carry.release(first.batch_id)
+    size = batcher.buffered_bytes
+    # Nothing to send and nothing to wait for: settled at once, like a skipped event.
+    assert batcher.add(make_update("p", {"tier": "silver"}, occurred_at=100, tp=POS0), 0) == STALE
+    assert STALE == SETTLED
+    assert (batcher.buffered_rows, batcher.buffered_bytes) == (0, size)
+    assert cut(batcher) == []  # no file "batch=thirdPartyId\np\n", which Target rejects
 
 
 def test_a_released_batch_is_not_carried() -> None:
