@@ -20,9 +20,17 @@ _POLL_SECONDS = 0.02  # between two checks of wait_until's predicate
 
 
 class EmulatorControl:
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """``transport`` lets unit tests drive an in-process app (``httpx.WSGITransport``)."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url + "/_emulator", timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url + "/_emulator", timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -55,6 +63,14 @@ class EmulatorControl:
             "/profiles", details="true" if details else None
         )
         return result
+
+    def state(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Every stored profile as ``{(id type, id): {attr: value}}``, to compare with a fold."""
+        return {
+            (id_type, pid): attrs
+            for id_type, table in self.profiles().items()
+            for pid, attrs in table.items()
+        }
 
     def requests(self, api: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Recent Target API requests, oldest first (optionally one API class, the last N)."""
