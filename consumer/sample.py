@@ -349,7 +349,6 @@ def _property(text: str) -> tuple[str, str]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.epilog = (
         "Each event goes to --topic-pos or --topic-crm by its source, keyed by the profile id. "
         "Exit status: 0 all delivered, 1 some deliveries failed, 2 could not start "
@@ -361,24 +360,48 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP,
         help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else %(default)s)",
     )
-    add("--topic-pos", default=DEFAULT_TOPIC_POS, help="topic for POS events")
-    add("--topic-crm", default=DEFAULT_TOPIC_CRM, help="topic for CRM events")
-    add("--count", type=_count(0), default=10_000, help="number of events to produce")
+    add(
+        "--topic-pos", default=DEFAULT_TOPIC_POS, help="topic for POS events (default: %(default)s)"
+    )
+    add(
+        "--topic-crm", default=DEFAULT_TOPIC_CRM, help="topic for CRM events (default: %(default)s)"
+    )
+    add(
+        "--count",
+        type=_count(0),
+        default=10_000,
+        help="number of events to produce (default: %(default)s)",
+    )
     add(
         "--rate",
         type=_non_negative,
         default=0.0,
-        help="events per second; 0 = as fast as possible",
+        help="events per second; 0 = as fast as possible (default: %(default)s)",
     )
     add(
         "--profiles",
         type=_count(1),
         default=1_000,
-        help="size of the profile pool; busy profiles get more events than others",
+        help="size of the profile pool; busy profiles get more events (default: %(default)s)",
     )
-    add("--urgent-share", type=_share, default=0.02, help="share of URGENT events (mostly CRM)")
-    add("--pcid-share", type=_share, default=0.1, help="share of profiles keyed by pcId (tntid)")
-    add("--pos-share", type=_share, default=0.6, help="share of events from POS (rest: CRM)")
+    add(
+        "--urgent-share",
+        type=_share,
+        default=0.02,
+        help="share of URGENT events, mostly CRM (default: %(default)s)",
+    )
+    add(
+        "--pcid-share",
+        type=_share,
+        default=0.1,
+        help="share of profiles keyed by pcId (default: %(default)s)",
+    )
+    add(
+        "--pos-share",
+        type=_share,
+        default=0.6,
+        help="share of events from POS, the rest CRM (default: %(default)s)",
+    )
     add(
         "--seed",
         type=int,
@@ -402,7 +425,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--schema",
         type=Path,
         default=DEFAULT_WRITER_SCHEMA,
-        help="Avro writer schema file (e.g. schemas/profile_change_v2.avsc, with a registry)",
+        help="Avro writer schema file (default: the bundled profile_change.avsc)",
     )
     add(
         "--create-topics",
@@ -417,20 +440,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="progress line on stderr (default: when stderr is a terminal)",
     )
-    add("--quiet", action="store_true", help="print nothing but errors (no summary line)")
+    add(
+        "--quiet",
+        action="store_true",
+        help="print nothing but errors: no progress, no summary line",
+    )
     add(
         "--dump",
         type=Path,
         default=None,
         metavar="PATH",
         help='write every produced event as a JSON line {"topic", "key", "event"}, in '
-        "production order (per key, the order in Kafka)",
+        "production order, which per key is the order in Kafka (default: no dump)",
     )
     add(
         "--connect-timeout",
         type=_positive,
         default=CONNECT_TIMEOUT_S,
-        help="seconds the broker has to answer a metadata request before giving up",
+        help="seconds the broker has to answer a metadata request (default: %(default)s)",
     )
     add(
         "-X",
@@ -439,7 +466,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra librdkafka producer property (repeatable), e.g. -X security.protocol=SSL",
+        help="extra librdkafka producer property, repeatable (e.g. -X security.protocol=SSL)",
     )
 
 
@@ -676,6 +703,8 @@ def _produce_all(
     start_ms: int,
 ) -> bool:
     """Produce every event; False if interrupted (Ctrl-C) before the last one."""
+    from confluent_kafka import KafkaException
+
     produce, poll = producer.produce, producer.poll
     on_delivery = tally.on_delivery
     encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(**kw) builds one per call
@@ -700,6 +729,9 @@ def _produce_all(
                     break
                 except BufferError:  # local queue full: let librdkafka send, then retry
                     poll(0.05)
+                except KafkaException as exc:  # refused locally (e.g. over message.max.bytes)
+                    tally.on_delivery(exc.args[0], None)
+                    break
             done += 1
             tally.bytes += len(key_bytes) + len(value)
             tally.per_topic[topic] = tally.per_topic.get(topic, 0) + 1

@@ -25,6 +25,7 @@ import fastavro
 import pytest
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumer.decode import Decoder, strip_logical_types
@@ -73,6 +74,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_leaders(admin: AdminClient, topic: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = admin.list_topics(topic, timeout=10).topics.get(topic)
+        parts = found.partitions.values() if found is not None and found.error is None else []
+        if parts and all(p.leader >= 0 for p in parts):
+            return
+        assert time.monotonic() < deadline, f"{topic} has no leader after {timeout} s"
+        time.sleep(0.05)
 
 
 def check_order_and_keys(
@@ -238,6 +250,31 @@ def test_missing_topic_is_refused_unless_asked_to_create_it(
     finally:
         for future in kafka_admin.delete_topics([pos, crm], operation_timeout=10).values():
             # Best effort: a leftover topic harms no later test.
+            with contextlib.suppress(Exception):
+                future.result(timeout=15)
+
+
+def test_failed_deliveries_are_counted_and_exit_non_zero(
+    kafka_bootstrap: str, kafka_admin: AdminClient
+) -> None:
+    topic = f"sample-tiny-{uuid.uuid4().hex[:10]}"
+    # The broker refuses every batch: a record of a ProfileChange is bigger than 120 bytes.
+    futures = kafka_admin.create_topics(
+        [NewTopic(topic, num_partitions=1, config={"max.message.bytes": "120"})]
+    )
+    futures[topic].result(timeout=30)
+    wait_for_leaders(kafka_admin, topic)
+    try:
+        done = produce_sample(
+            "--bootstrap-servers", kafka_bootstrap, "--topic-pos", topic, "--topic-crm", topic,
+            "--count", "50",
+        )  # fmt: skip
+        assert done.returncode == 1
+        assert "produced 50 events" in done.stdout and "50 failed" in done.stdout
+        assert "too large" in done.stdout
+        assert "Traceback" not in done.stderr
+    finally:
+        for future in kafka_admin.delete_topics([topic], operation_timeout=10).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=15)
 
