@@ -692,6 +692,38 @@ class _Progress:
             sys.stderr.flush()
 
 
+class _StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop and flush; a second signal acts at once.
+
+    A flag, not KeyboardInterrupt: an exception raised inside librdkafka's ``poll`` surfaces
+    as a SystemError and loses the delivery reports still queued.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.requested = True
+        self.restore()
+
+    def install(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals are delivered to the main thread only
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        import signal
+
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
 def _produce_all(
     args: argparse.Namespace,
     producer: Any,
@@ -699,10 +731,11 @@ def _produce_all(
     tally: _Tally,
     dump: IO[str] | None,
     progress: _Progress,
+    stop: _StopFlag,
     seed: int,
     start_ms: int,
 ) -> bool:
-    """Produce every event; False if interrupted (Ctrl-C) before the last one."""
+    """Produce every event; False if a signal stopped it before the last one."""
     from confluent_kafka import KafkaException
 
     produce, poll = producer.produce, producer.poll
@@ -714,38 +747,38 @@ def _produce_all(
     )  # fmt: skip
     started = time.monotonic()
     done = 0
-    try:
-        for event in events:
-            if args.rate > 0:
-                # Pace against the schedule, serving delivery reports while waiting.
-                while (wait := started + done / args.rate - time.monotonic()) > 0:
-                    poll(min(wait, 0.1))
-            topic, key, _ = route(event, args.topic_pos, args.topic_crm)
-            value = serialize(topic, event)
-            key_bytes = key.encode("utf-8")
-            while True:
-                try:
-                    produce(topic, value=value, key=key_bytes, on_delivery=on_delivery)
+    for event in events:
+        if stop.requested:
+            break
+        if args.rate > 0:
+            # Pace against the schedule, serving delivery reports while waiting.
+            while (wait := started + done / args.rate - time.monotonic()) > 0:
+                if stop.requested:
                     break
-                except BufferError:  # local queue full: let librdkafka send, then retry
-                    poll(0.05)
-                except KafkaException as exc:  # refused locally (e.g. over message.max.bytes)
-                    tally.on_delivery(exc.args[0], None)
-                    break
-            done += 1
-            tally.bytes += len(key_bytes) + len(value)
-            tally.per_topic[topic] = tally.per_topic.get(topic, 0) + 1
-            if dump is not None:
-                dump.write(encode({"topic": topic, "key": key, "event": event}))
-                dump.write("\n")
-            if done % 1000 == 0:
-                poll(0)
-                progress.update(done, tally)
-    except KeyboardInterrupt:
-        tally.produced = done
-        return False
+                poll(min(wait, 0.1))
+        topic, key, _ = route(event, args.topic_pos, args.topic_crm)
+        value = serialize(topic, event)
+        key_bytes = key.encode("utf-8")
+        while True:
+            try:
+                produce(topic, value=value, key=key_bytes, on_delivery=on_delivery)
+                break
+            except BufferError:  # local queue full: let librdkafka send, then retry
+                poll(0.05)
+            except KafkaException as exc:  # refused locally (e.g. over message.max.bytes)
+                tally.on_delivery(exc.args[0], None)
+                break
+        done += 1
+        tally.bytes += len(key_bytes) + len(value)
+        tally.per_topic[topic] = tally.per_topic.get(topic, 0) + 1
+        if dump is not None:
+            dump.write(encode({"topic": topic, "key": key, "event": event}))
+            dump.write("\n")
+        if done % 1000 == 0:
+            poll(0)
+            progress.update(done, tally)
     tally.produced = done
-    return True
+    return done == int(args.count)
 
 
 def _progress_enabled(args: argparse.Namespace) -> bool:
@@ -810,12 +843,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     dump = open(args.dump, "w", encoding="utf-8") if args.dump else None  # noqa: SIM115
     progress = _Progress(args.count, _progress_enabled(args))
+    stop = _StopFlag()
+    stop.install()
     started = time.monotonic()
     try:
-        completed = _produce_all(args, producer, serialize, tally, dump, progress, seed, start_ms)
+        completed = _produce_all(
+            args, producer, serialize, tally, dump, progress, stop, seed, start_ms
+        )
         _flush(producer, tally, FLUSH_TIMEOUT_S if completed else 10.0)
         progress.close(tally.produced, tally)
     finally:
+        stop.restore()
         if dump is not None:
             dump.close()
     elapsed = time.monotonic() - started

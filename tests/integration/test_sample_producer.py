@@ -299,6 +299,43 @@ def test_rate_paces_the_stream(
     assert len(consume_topic(topic, 100)) == 100
 
 
+def test_sigterm_stops_flushes_and_reports_what_was_produced(
+    make_topic: Callable[..., str],
+    consume_topic: Callable[..., list[Message]],
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    topic = make_topic(partitions=2, prefix="stop")
+    dump = tmp_path / "events.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "consumer", "produce-sample", "--no-progress",
+            "--bootstrap-servers", kafka_bootstrap, "--topic-pos", topic, "--topic-crm", topic,
+            "--count", "1000000", "--rate", "500", "--dump", str(dump),
+        ],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not dump.exists() or dump.read_text("utf-8").count("\n") < 100:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no events produced within 60 s"
+            time.sleep(0.05)
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "(interrupted)" in out and "0 failed" in out and "Traceback" not in err
+    produced = read_dump(dump)
+    assert 100 <= len(produced) < 1_000_000
+    assert f"produced {len(produced):,} events" in out
+    # Everything it said it produced was flushed to the broker before exiting.
+    assert len(consume_topic(topic, len(produced))) == len(produced)
+
+
 def test_unreachable_registry_fails_before_producing(
     make_topic: Callable[..., str], kafka_bootstrap: str, tmp_path: Path
 ) -> None:
