@@ -67,12 +67,14 @@ class EmulatorApp:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.config = config or EmulatorConfig()
         self.clock = clock
         self.wall = wall
-        self._sleep = sleep
+        self._closing = threading.Event()
+        # Injected latency waits on an event so that close() can cut it short.
+        self._sleep = sleep if sleep is not None else self._closing.wait
         self.lock = threading.Lock()
         self.store = Store(self.config, clock, wall)
         self.faults = FaultPlan()
@@ -97,6 +99,10 @@ class EmulatorApp:
         self.counts["batches_rejected"] = 0
         self.rejections: dict[str, int] = {}
         self.faults_injected: dict[str, int] = {}
+
+    def close(self) -> None:
+        """End any injected latency still being waited out (the server is stopping)."""
+        self._closing.set()
 
     def tick(self) -> int:
         """Apply every batch and single update that is due (the server calls this regularly)."""

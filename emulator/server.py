@@ -277,6 +277,7 @@ class EmulatorServer:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        self.app.close()
         if self._threads:
             self._server.shutdown()
         self._server.server_close()
