@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -32,7 +33,9 @@ class Process:
 
     def wait_for_url(self) -> str:
         assert self.proc.stdout is not None
-        # readline blocks, but the process prints the line at once or exits (EOF).
+        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
+        assert ready, ("no start-up line", self.stop())
+        # The line is written whole and flushed, so once readable it can be read at once.
         self.first_line = self.proc.stdout.readline().decode()
         match = re.fullmatch(r"emulator listening on (http://127\.0\.0\.1:\d+)\n", self.first_line)
         assert match, (self.first_line, self.stop())
