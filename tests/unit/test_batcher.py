@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from consumer.batcher import STALE, TOO_LARGE, Batcher, BatchLimits
 from consumer.carry import CarryForward
 from consumer.encoding import header_line
-from consumer.events import MAX_PROFILE_BYTES
+from consumer.events import MAX_PROFILE_BYTES, to_update
 from consumer.ledger import SETTLED
 from consumer.model import BatchFile, IdType, ProfileUpdate, TopicPartition
-from tests.utils import fold_batches, fold_updates, make_update, parse_batch
+from tests.integration.events import random_events
+from tests.utils import fold, fold_batches, fold_updates, make_update, parse_batch
 
 T3P = IdType.THIRD_PARTY_ID
 PC = IdType.PC_ID
@@ -375,6 +376,29 @@ def test_one_partition_needs_no_carry_forward_for_the_newest_value_to_win(
     assert fold_batches(f.body for f in files) == fold_updates(accepted)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_events_through_validation_and_batching_reach_the_fold_of_the_events(seed: int) -> None:
+    # The pure path the integration tests check end to end: the generator's events,
+    # rendered and validated, batched under tight limits, applied in order.
+    events = random_events(600, profiles=60, seed=seed)
+    limits = BatchLimits(max_rows=25, max_bytes=3000, linger_seconds=1)
+    batcher = Batcher(limits, CarryForward(1000))
+    files: list[BatchFile] = []
+    for offset, ev in enumerate(events):
+        pid = ev["profile"]["id"]
+        tp = TopicPartition("crm.profile-changes", sum(pid.encode()) % 3)  # keyed by profile
+        update = to_update(ev, tp, offset)
+        if update is not None:
+            assert batcher.add(update, now=offset / 100) not in (TOO_LARGE, STALE)
+        batcher.cut_due(offset / 100)
+        files += batcher.take_ready()
+    files += cut(batcher)
+    assert {f.trigger for f in files} >= {"rows", "bytes", "linger"}
+    for f in files:
+        _check_file(f, limits)
+    assert fold_batches(f.body for f in files) == fold(events)
+
+
 # ---------------------------------------------------------------- coalescing and rule 2
 
 
@@ -507,6 +531,15 @@ def test_an_event_that_would_push_its_row_over_64_kb_is_refused_and_changes_noth
     [batch] = cut(batcher)
     assert rows_of(batch) == {"p": {"a": "w" * 65_000}, "q": {"a": "small"}}
     assert batch.event_count == 3
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(0, False), (1, True)])
+def test_a_row_may_hold_exactly_64_kb(extra: int, refused: bool) -> None:
+    batcher = Batcher(BIG)
+    batcher.add(make_update("p", {"a": "x" * 30_000}), 0)  # 30,001 bytes
+    fill = "y" * (MAX_PROFILE_BYTES - 30_001 - 1 + extra)  # with "b": 65,536 (+ extra)
+    assert (batcher.add(make_update("p", {"b": fill}), 0) == TOO_LARGE) is refused
+    assert len(rows_of(cut(batcher)[0])["p"]) == (1 if refused else 2)
 
 
 def test_a_new_row_over_64_kb_with_its_carried_attributes_is_refused() -> None:
