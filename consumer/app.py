@@ -102,8 +102,7 @@ def build_pipeline(
         ),
         carry,
     )
-    # One extra worker so that a stuck batch's resubmission never waits behind new ones.
-    sender = BulkSender(client.post_batch, backoff, settings.max_in_flight_batches + 1, metrics)
+    sender = BulkSender(client.post_batch, backoff, metrics)
     tracker = StatusTracker(
         client.get_status,
         poll_initial=settings.status_poll_initial_seconds,
@@ -195,7 +194,8 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
                 idle_since = clock.monotonic()
             elif (
                 exit_when_idle
-                and clock.monotonic() - idle_since >= exit_when_idle
+                and clock.monotonic() - max(idle_since, pipeline.assignment_changed_at)
+                >= exit_when_idle
                 and pipeline.source.assigned
                 and pipeline.drained()
             ):

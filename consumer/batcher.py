@@ -148,6 +148,24 @@ class Batcher:
             return TOO_LARGE
         return STALE if outcome is _STALE else buffer.batch_id
 
+    def winning_attributes(self, update: ProfileUpdate) -> dict[str, str]:
+        """The attributes of ``update`` (just added) that are the newest value in its row.
+
+        The urgent path sends only these: a stale attribute must not reach Target through
+        the single-update API either.
+        """
+        row = self._buffers[update.id_type].rows.get(update.profile_id.translate(_TABLE))
+        src = self._sources.get(update.tp)
+        if row is None or src is None:
+            return {}
+        names = self._names
+        out = {}
+        for name, value in update.attributes.items():
+            cell = row.cells.get(names.get(name, ""))
+            if cell is not None and cell[1] == update.occurred_at and cell[2] == src:
+                out[name] = value
+        return out
+
     def _merge(
         self, buffer: _Buffer, id_enc: str, update: ProfileUpdate, src: int, now: float
     ) -> str | None:

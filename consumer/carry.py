@@ -107,5 +107,10 @@ class CarryForward:
                 released += 1
         return released
 
+    def last_batch(self, id_type: IdType, id_enc: str) -> int | None:
+        """The batch that last sent this profile, None if it is not remembered."""
+        entry = self._entries.get((id_type, id_enc))
+        return entry.batch_id if entry is not None else None
+
     def pending_batches(self) -> int:
         return len(self._by_batch)

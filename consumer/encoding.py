@@ -50,6 +50,19 @@ def header_line(id_type: IdType, columns: list[str]) -> str:
     return ",".join([f"batch={id_type.value}", *columns]) + "\n"
 
 
+def encode_batch(id_type: IdType, rows: list[tuple[str, dict[str, str]]]) -> bytes:
+    """A batch file from decoded rows (rare paths: a stuck batch resubmitted in part)."""
+    columns: dict[str, None] = {}
+    for _, attrs in rows:
+        columns.update(dict.fromkeys(attrs))
+    names = list(columns)
+    lines = [header_line(id_type, [encode_cell(n) for n in names])]
+    for profile_id, attrs in rows:
+        cells = [encode_cell(attrs[n]) if n in attrs else "" for n in names]
+        lines.append(",".join([encode_cell(profile_id), *cells]) + "\n")
+    return "".join(lines).encode("ascii")
+
+
 def decode_batch(body: bytes) -> tuple[IdType, Iterator[tuple[str, dict[str, str]]]]:
     """Read a batch file back: its id type and (profile id, attributes) per row.
 

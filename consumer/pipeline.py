@@ -17,6 +17,7 @@ Rebalance and shutdown follow rules 9 and 10 (see ``docs/guarantees.md``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -25,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.batcher import TOO_LARGE, Batcher
+from consumer.batcher import STALE, TOO_LARGE, Batcher
 from consumer.carry import CarryForward
 from consumer.clock import Clock
 from consumer.config import Settings
 from consumer.decode import Decoder
 from consumer.dlq import DeadLetterQueue
-from consumer.encoding import decode_batch
+from consumer.encoding import decode_batch, encode_batch, encode_cell
 from consumer.errors import FatalError, PoisonError
 from consumer.events import to_update
 from consumer.ledger import SETTLED, Ledger
@@ -130,6 +131,7 @@ class Pipeline:
         self._last_quota_save = clock.monotonic()
         self._cut_ids: set[int] = set()
         self._resubmits: dict[int, int] = {}
+        self.assignment_changed_at = clock.monotonic()
         source.on_revoke = self._on_revoke
         source.on_lost = self._on_lost
         source.on_assign = self._on_assign
@@ -192,6 +194,11 @@ class Pipeline:
                 ledger.track(tp, offset, SETTLED)
                 continue
             batch_id = batcher.add(update, now)
+            if batch_id == STALE:
+                # Every value is older than what was already sent: nothing to do.
+                skipped += 1
+                ledger.track(tp, offset, SETTLED)
+                continue
             if batch_id == TOO_LARGE:
                 poison += 1
                 self._dead_letter_poison(
@@ -205,7 +212,10 @@ class Pipeline:
             bulk += 1
             ledger.track(tp, offset, batch_id)
             if update.priority is Priority.URGENT and single is not None:
-                outcome = single.offer(update, batch_id, wall)
+                fresh = batcher.winning_attributes(update)
+                if len(fresh) < len(update.attributes):
+                    update = update._replace(attributes=fresh)
+                outcome = single.offer(update, batch_id, wall) if fresh else "skipped_stale"
                 if outcome == "queued":
                     urgent += 1
                 elif self.metrics is not None:
@@ -438,7 +448,14 @@ class Pipeline:
                 self.carry.release(outcome.batch_id)
             self._resubmits.pop(outcome.batch_id, None)
             return
-        batch = outcome.batch
+        batch = self._still_owned(outcome.batch) if outcome.batch is not None else None
+        if batch is None and outcome.batch is not None:
+            # Every row was sent again by a later batch (which carried it forward).
+            log.info("stuck batch superseded by later batches", extra={"fields": fields})
+            self._resubmits.pop(outcome.batch_id, None)
+            if self.carry is not None:
+                self.carry.release(outcome.batch_id)
+            return
         if batch is not None and outcome.resubmits < self.settings.status_max_resubmits:
             log.warning("batch not completing, resubmitting", extra={"fields": fields})
             if m is not None:
@@ -458,6 +475,30 @@ class Pipeline:
         log.error("batch stuck after resubmissions, rows to the DLQ", extra={"fields": fields})
         self._dead_letter_rows(
             batch, "batch_stuck", f"batch status {outcome.outcome}", unit=self._dlq_unit()
+        )
+
+    def _still_owned(self, batch: BatchFile) -> BatchFile | None:
+        """``batch`` without the rows a later batch has sent again, None if nothing is left.
+
+        Resending a stuck batch as it was could put older values back over what later
+        batches sent. A later batch that holds the same profile carried this row forward
+        (the stuck batch was pending when it was cut), so only rows whose profile was last
+        sent by this batch are resent (or dead-lettered).
+        """
+        if self.carry is None:
+            return batch
+        id_type, rows = decode_batch(batch.body)
+        kept = []
+        for profile_id, attrs in rows:
+            last = self.carry.last_batch(id_type, encode_cell(profile_id))
+            if last is None or last == batch.batch_id:
+                kept.append((profile_id, attrs))
+        if not kept:
+            return None
+        if len(kept) == batch.row_count:
+            return batch
+        return dataclasses.replace(
+            batch, body=encode_batch(id_type, kept), row_count=len(kept), trigger="resubmit"
         )
 
     def _store_offsets(self) -> None:
@@ -543,6 +584,7 @@ class Pipeline:
     # ------------------------------------------------------------------ rebalance
 
     def _on_assign(self, tps: set[TopicPartition]) -> None:
+        self.assignment_changed_at = self.clock.monotonic()
         if self.metrics is not None:
             self.metrics.rebalances.labels("assign").inc()
         log.info(
@@ -553,6 +595,7 @@ class Pipeline:
             self.source.pause(tps)
 
     def _on_revoke(self, tps: set[TopicPartition]) -> None:
+        self.assignment_changed_at = self.clock.monotonic()
         if self.metrics is not None:
             self.metrics.rebalances.labels("revoke").inc()
         timeout = self.settings.revoke_timeout_seconds

@@ -1,10 +1,14 @@
 """Sending batch files to the Bulk API from worker threads, with retries (rule 6).
 
-The consume loop submits ``BatchFile``s; a fixed pool of workers (the in-flight bound)
-posts them, retrying retryable failures with capped exponential backoff and full jitter
-for as long as it takes, and reports one ``BulkResult`` per batch on a queue that the
-loop drains. A batch can be cancelled (its partitions were revoked): it is then never
-sent again, and its result says so.
+The consume loop submits ``BatchFile``s; one worker per id type posts them **in the order
+they were cut**, retrying retryable failures with capped exponential backoff and full
+jitter for as long as it takes, and reports one ``BulkResult`` per batch on a queue that
+the loop drains. Order matters: two batches holding the same profile, posted at once,
+could be accepted (and applied) in the wrong order and put older values back. The bulk
+API only queues the file, so one upload at a time per id type costs little.
+
+A batch can be cancelled (its partitions were revoked): it is then never sent again, and
+its result says so.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from consumer.backoff import Backoff
 from consumer.errors import PermanentError, RetryableError
 from consumer.metrics import Metrics
-from consumer.model import BatchFile
+from consumer.model import BatchFile, IdType
 from consumer.target import BulkAccepted
 
 log = logging.getLogger("profile_sync.sender")
@@ -51,7 +55,6 @@ class BulkSender:
         self,
         post: Callable[[BatchFile], BulkAccepted],
         backoff: Backoff,
-        workers: int,
         metrics: Metrics | None,
         rng: random.Random | None = None,
     ) -> None:
@@ -59,17 +62,19 @@ class BulkSender:
         self._backoff = backoff
         self._metrics = metrics
         self._rng = rng or random.Random()
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._jobs: dict[IdType, queue.Queue[_Job | None]] = {t: queue.Queue() for t in IdType}
         self.results: queue.Queue[BulkResult] = queue.Queue()
         self._active: dict[int, _Job] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads = [
-            threading.Thread(target=self._work, name=f"bulk-sender-{i}", daemon=True)
-            for i in range(workers)
+            threading.Thread(
+                target=self._work, args=(jobs,), name=f"bulk-sender-{t.value}", daemon=True
+            )
+            for t, jobs in self._jobs.items()
         ]
-        for t in self._threads:
-            t.start()
+        for thread in self._threads:
+            thread.start()
 
     @property
     def in_flight(self) -> int:
@@ -80,7 +85,7 @@ class BulkSender:
         job = _Job(batch, resubmission)
         with self._lock:
             self._active[batch.batch_id] = job
-        self._jobs.put(job)
+        self._jobs[batch.id_type].put(job)
 
     def cancel(self, batch_id: int) -> None:
         with self._lock:
@@ -94,14 +99,14 @@ class BulkSender:
         with self._lock:
             for job in self._active.values():
                 job.cancelled.set()
-        for _ in self._threads:
-            self._jobs.put(None)
+        for jobs in self._jobs.values():
+            jobs.put(None)
         for t in self._threads:
             t.join(timeout=5)
 
-    def _work(self) -> None:
+    def _work(self, jobs: queue.Queue[_Job | None]) -> None:
         while True:
-            job = self._jobs.get()
+            job = jobs.get()
             if job is None:
                 return
             result = self._send(job)

@@ -54,10 +54,9 @@ class Service:
             [sys.executable, "-m", "consumer", "run", *args],
             env=env,
             cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
-        self.stdout = b""
 
     @property
     def url(self) -> str:
@@ -68,13 +67,12 @@ class Service:
 
     def wait(self, timeout: float) -> int:
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(
                 f"service did not exit within {timeout}s; log tail:\n{self.log_tail()}"
             ) from None
-        self.stdout += out or b""
         self._log.close()
         return self.proc.returncode
 
@@ -90,10 +88,10 @@ class Service:
             self._log.close()
 
     def summary(self) -> dict[str, Any]:
-        lines = [ln for ln in self.stdout.decode().splitlines() if ln.startswith("{")]
-        assert lines, f"no summary printed; log tail:\n{self.log_tail()}"
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
+        """The JSON summary ``--summary`` prints at exit (the one line that is not a log)."""
+        summaries = [e for e in self.log_events() if "event" not in e and "events_consumed" in e]
+        assert summaries, f"no summary printed; log tail:\n{self.log_tail()}"
+        return summaries[-1]
 
     def log_tail(self, lines: int = 40) -> str:
         try:
