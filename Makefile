@@ -76,6 +76,10 @@ kafka-start: install kafka-jars ## start the local single-node Kafka (KRaft) on 
 kafka-stop: ## stop the local Kafka
 	$(KAFKA) stop
 
+.PHONY: deploy-validate
+deploy-validate: install ## lint the Dockerfile, build and validate every kustomize overlay, check compose
+	deploy/validate.sh
+
 .PHONY: demo
 demo: install kafka-jars ## the main job on the local stack: Kafka + emulator + sample events -> consumer
 	$(PY) deploy/local/demo.py

@@ -164,7 +164,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     clock = SystemClock()
     registry = CollectorRegistry() if settings.metrics_enabled else None
     metrics = Metrics(registry) if registry is not None else None
-    health = Health(clock, settings.liveness_timeout_seconds)
+    health = Health(clock, settings.liveness_timeout_seconds, metrics)
     server = HealthServer(settings.http_host, settings.http_port, health, registry)
     server.start()
     log.info(

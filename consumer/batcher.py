@@ -40,6 +40,7 @@ _STALE = "stale"
 # Encoded forms of short, repeated values ("gold", "true", store ids): a dict hit is
 # cheaper than re-encoding, and rows share one string object per value.
 _VALUE_CACHE_SIZE = 65_536
+_NAME_CACHE_SIZE = 100_000
 _VALUE_CACHE_MAX_LEN = 64
 _VALUES: dict[str, str] = {}
 
@@ -161,7 +162,7 @@ class Batcher:
         names = self._names
         out = {}
         for name, value in update.attributes.items():
-            cell = row.cells.get(names.get(name, ""))
+            cell = row.cells.get(names.get(name) or name.translate(_TABLE))
             if cell is not None and cell[1] == update.occurred_at and cell[2] == src:
                 out[name] = value
         return out
@@ -204,7 +205,9 @@ class Batcher:
         for name, value in update.attributes.items():
             name_enc = names.get(name)
             if name_enc is None:
-                name_enc = names[name] = name.translate(_TABLE)
+                name_enc = name.translate(_TABLE)
+                if len(names) < _NAME_CACHE_SIZE:  # bounded: names are a producer's choice
+                    names[name] = name_enc
             old = cells.get(name_enc)
             stamp = old if old is not None else guard.get(name_enc) if guard else None
             if stamp is not None and stamp[2] != src and stamp[1] > occurred_at:

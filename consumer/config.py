@@ -63,6 +63,9 @@ _SECRET_KAFKA_KEYS = frozenset(
         "basic.auth.user.info",
     }
 )
+# What Kubernetes injects for a Service named "profile-sync" (PROFILE_SYNC_SERVICE_HOST,
+# PROFILE_SYNC_PORT_8000_TCP, ...): not settings of ours.
+_SERVICE_LINK_PREFIXES = ("SERVICE_", "PORT")
 _PACKAGE = Path(__file__).resolve().parent
 # In a wheel the schemas sit inside the package; in a source checkout beside it.
 SCHEMA_DIR = (
@@ -696,25 +699,33 @@ def load(
         if key in _SECRET_KAFKA_KEYS:
             kafka[key] = Secret(str(kafka[key]))
 
-    if require_target and not problems:
-        if not values["target_url"]:
+    # Checks of single settings first (each independent), then of pairs of valid ones.
+    if require_target:
+        if "target_url" in values and not values["target_url"]:
             problems[ENV_PREFIX + "TARGET_URL"] = "required: the base URL of Target (or emulator)"
-        if not values["target_client"]:
+        if "target_client" in values and not values["target_client"]:
             problems[ENV_PREFIX + "TARGET_CLIENT"] = "required: the Target client code"
-    if not problems:
-        if values["retry_max_seconds"] < values["retry_initial_seconds"]:
-            problems[ENV_PREFIX + "RETRY_MAX_SECONDS"] = "must be >= RETRY_INITIAL_SECONDS"
-        if values["status_poll_max_seconds"] < values["status_poll_initial_seconds"]:
-            problems[ENV_PREFIX + "STATUS_POLL_MAX_SECONDS"] = (
-                "must be >= STATUS_POLL_INITIAL_SECONDS"
-            )
-        token_file = values["target_token_file"]
-        if token_file and not Path(token_file).is_file():
-            problems[ENV_PREFIX + "TARGET_TOKEN_FILE"] = f"file not found: {token_file}"
-        if values["dlq_topic"] in values["topics"]:
-            problems[ENV_PREFIX + "DLQ_TOPIC"] = "must not be one of PROFILE_SYNC_TOPICS"
-        if require_kafka and "bootstrap.servers" not in kafka:
-            problems["KAFKA_BOOTSTRAP_SERVERS"] = "required: host:port of the Kafka brokers"
+    if require_kafka and "bootstrap.servers" not in kafka:
+        problems["KAFKA_BOOTSTRAP_SERVERS"] = "required: host:port of the Kafka brokers"
+    token_file = values.get("target_token_file")
+    if token_file and not Path(token_file).is_file():
+        problems[ENV_PREFIX + "TARGET_TOKEN_FILE"] = f"file not found: {token_file}"
+
+    def both(*attrs: str) -> bool:
+        return all(a in values for a in attrs)
+
+    if (
+        both("retry_max_seconds", "retry_initial_seconds")
+        and values["retry_max_seconds"] < values["retry_initial_seconds"]
+    ):
+        problems[ENV_PREFIX + "RETRY_MAX_SECONDS"] = "must be >= RETRY_INITIAL_SECONDS"
+    if (
+        both("status_poll_max_seconds", "status_poll_initial_seconds")
+        and values["status_poll_max_seconds"] < values["status_poll_initial_seconds"]
+    ):
+        problems[ENV_PREFIX + "STATUS_POLL_MAX_SECONDS"] = "must be >= STATUS_POLL_INITIAL_SECONDS"
+    if both("dlq_topic", "topics") and values["dlq_topic"] in values["topics"]:
+        problems[ENV_PREFIX + "DLQ_TOPIC"] = "must not be one of PROFILE_SYNC_TOPICS"
     if problems:
         raise ConfigError(problems)
     return Settings(kafka=kafka, **values)

@@ -188,7 +188,16 @@ class Metrics:
         self.loop_last_turn = gauge(
             "loop_last_turn_timestamp_seconds", "Unix time the consume loop last turned."
         )
-        self.ready = gauge("ready", "1 when assigned partitions and not in a fatal state.")
+        self.ready = gauge("ready", "1 when started and not fatal or shutting down.")
+        # Known label combinations start at 0, so that increase() sees a new replica's first
+        # rejected or stuck batch (a series that appears at 1 has no increase).
+        for id_type in ("thirdPartyId", "pcId"):
+            for outcome in ("accepted", "rejected", "cancelled"):
+                self.batches.labels(id_type, outcome)
+        for status in ("complete", "stuck", "timeout"):
+            self.batch_status.labels(status)
+        for result in ("successful", "failed", "not_found"):
+            self.batch_updates.labels(result)
 
 
 def status_class(status: int | None) -> str:

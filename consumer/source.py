@@ -8,6 +8,7 @@ and shutdown commit synchronously.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -73,16 +74,24 @@ class KafkaSource:
         try:
             self.on_revoke(tps)
         finally:
-            self.assigned -= tps
-            self._rewind -= tps
+            self._release(tps)
 
     def _lost(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _ours(partitions)
         try:
             self.on_lost(tps)
         finally:
-            self.assigned -= tps
-            self._rewind -= tps
+            self._release(tps)
+
+    def _release(self, tps: set[TopicPartition]) -> None:
+        self.assigned -= tps
+        self._rewind -= tps
+        if self._metrics is not None:
+            # The new owner reports these partitions' lag now; a stale series would
+            # inflate the lag panels, the alert and the autoscaler.
+            for tp in tps:
+                with contextlib.suppress(KeyError):
+                    self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
     def _on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
         if self._metrics is None:

@@ -191,11 +191,6 @@ def test_running_service_is_live_and_ready_then_exits_cleanly(stack: Callable[..
     assert service.wait(60) == 0, service.log_tail()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consumer/app.py builds Health without metrics, so profile_sync_ready stays 0; "
-    "remove this marker once it passes Health(clock, timeout, metrics)",
-)
 def test_ready_gauge_agrees_with_readyz(stack: Callable[..., Stack]) -> None:
     s = stack(partitions=1, topics=1)
     service = s.start()
