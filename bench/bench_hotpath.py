@@ -47,14 +47,16 @@ def make_events(n: int, seed: int = 7) -> list[dict[str, Any]]:
         }
         if rng.random() < 0.5:
             attrs["note"] = "called about order #12, 50% off & free shipping"
-        out.append({
-            "event_id": f"00000000-0000-4000-8000-{i:012d}",
-            "source": rng.choice(["POS", "CRM"]),
-            "occurred_at": 1_700_000_000_000 + i,
-            "profile": {"id_type": "THIRD_PARTY_ID", "id": f"crm-{p:07d}"},
-            "priority": "NORMAL",
-            "attributes": attrs,
-        })
+        out.append(
+            {
+                "event_id": f"00000000-0000-4000-8000-{i:012d}",
+                "source": rng.choice(["POS", "CRM"]),
+                "occurred_at": 1_700_000_000_000 + i,
+                "profile": {"id_type": "THIRD_PARTY_ID", "id": f"crm-{p:07d}"},
+                "priority": "NORMAL",
+                "attributes": attrs,
+            }
+        )
     return out
 
 
@@ -118,8 +120,10 @@ def main() -> None:
     tracemalloc.stop()
     per_row = (after - before) / batcher.buffered_rows
     ratio = (after - before) / batcher.buffered_bytes
-    print(f"buffer memory: {per_row:,.0f} bytes per buffered profile row "
-          f"({ratio:.1f}x its encoded size)")
+    print(
+        f"buffer memory: {per_row:,.0f} bytes per buffered profile row "
+        f"({ratio:.1f}x its encoded size)"
+    )
 
 
 if __name__ == "__main__":
