@@ -171,7 +171,9 @@ def report(summary: dict[str, object], stats: dict[str, object]) -> None:
     print(f"  profiles updated          {stats.get('profiles', 'n/a')!s:>12}")
     print(f"  bulk batches accepted     {batches:>12,.0f}")
     print(f"  rows per batch (mean)     {rows / batches if batches else 0:>12,.1f}")
-    print(f"  urgent single updates     {num('single_updates_queued'):>12,.0f}")
+    print(f"  urgent events queued      {num('single_updates_queued'):>12,.0f}")
+    single_calls = float(stats.get("single_requests", 0) or 0)  # type: ignore[arg-type]
+    print(f"  single updates sent       {single_calls:>12,.0f}  (the rest rode their bulk batch)")
     print(f"  dead letters              {num('dead_letters'):>12,.0f}")
     per_event = calls / consumed if consumed else 0.0
     print(f"  HTTP calls to Target      {calls:>12,.0f}  ({per_event:.4f} per event)")
