@@ -17,13 +17,10 @@ Rebalance and shutdown follow rules 9 and 10 (see ``docs/guarantees.md``).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import queue
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.batcher import STALE, TOO_LARGE, Batcher
@@ -32,16 +29,16 @@ from consumer.clock import Clock
 from consumer.config import Settings
 from consumer.decode import Decoder
 from consumer.dlq import DeadLetterQueue
-from consumer.encoding import decode_batch, encode_batch, encode_cell
-from consumer.errors import FatalError, PoisonError
+from consumer.errors import PoisonError
 from consumer.events import to_update
 from consumer.ledger import SETTLED, Ledger
 from consumer.metrics import Metrics
 from consumer.model import BatchFile, DeadLetter, Priority, TopicPartition
-from consumer.sender import BulkResult, BulkSender
+from consumer.outcomes import Outcomes, Summary
+from consumer.sender import BulkSender
 from consumer.single import SingleUpdater
 from consumer.source import KafkaSource
-from consumer.status import StatusOutcome, StatusTracker
+from consumer.status import StatusTracker
 
 log = logging.getLogger("profile_sync.pipeline")
 
@@ -53,44 +50,6 @@ POLL_TIMEOUT_SECONDS = 0.02
 RESUME_RATIO = 0.8
 # How often the single-update budget is saved when it has a state file.
 QUOTA_SAVE_SECONDS = 10.0
-
-
-@dataclass
-class Summary:
-    """What a run did, for the demo and for logs at exit."""
-
-    events_consumed: int = 0
-    events_bulk: int = 0
-    events_skipped: int = 0
-    events_poison: int = 0
-    single_queued: int = 0
-    batches_accepted: int = 0
-    rows_accepted: int = 0
-    batches_rejected: int = 0
-    dead_letters: int = 0
-    started_at: float = field(default_factory=time.monotonic)
-    first_record_at: float | None = None
-    last_record_at: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        elapsed = max(1e-9, time.monotonic() - self.started_at)
-        first = self.first_record_at if self.first_record_at is not None else self.started_at
-        active = max(1e-9, self.last_record_at - first)
-        return {
-            "events_consumed": self.events_consumed,
-            "events_to_bulk": self.events_bulk,
-            "events_skipped_empty": self.events_skipped,
-            "events_poison": self.events_poison,
-            "single_updates_queued": self.single_queued,
-            "batches_accepted": self.batches_accepted,
-            "rows_accepted": self.rows_accepted,
-            "batches_rejected": self.batches_rejected,
-            "dead_letters": self.dead_letters,
-            "elapsed_seconds": round(elapsed, 3),
-            # From the first record consumed to the last: start-up and idle time excluded.
-            "consuming_seconds": round(active, 3),
-            "events_per_second": round(self.events_consumed / active, 1),
-        }
 
 
 class Pipeline:
@@ -124,6 +83,17 @@ class Pipeline:
         self.ledger = Ledger()
         self.dlq = dlq_factory(self.ledger.settle)
         self.summary = Summary()
+        self.outcomes = Outcomes(
+            settings,
+            ledger=self.ledger,
+            dlq=self.dlq,
+            sender=sender,
+            carry=carry,
+            tracker=tracker,
+            metrics=metrics,
+            summary=self.summary,
+            new_dlq_unit=self._dlq_unit,
+        )
         self.outbox: list[BatchFile] = []
         self.in_flight: dict[int, BatchFile] = {}
         self.stopping = False
@@ -131,7 +101,6 @@ class Pipeline:
         self._paused = False
         self._last_quota_save = clock.monotonic()
         self._cut_ids: set[int] = set()
-        self._resubmits: dict[int, int] = {}
         self.assignment_changed_at = clock.monotonic()
         source.on_revoke = self._on_revoke
         source.on_lost = self._on_lost
@@ -335,172 +304,16 @@ class Pipeline:
                 result = self.sender.results.get_nowait()
             except queue.Empty:
                 break
-            self._on_bulk_result(result)
+            self.in_flight.pop(result.batch.batch_id, None)
+            self._cut_ids.discard(result.batch.batch_id)
+            self.outcomes.on_bulk_result(result)
         if self.tracker is not None:
             while True:
                 try:
                     outcome = self.tracker.outcomes.get_nowait()
                 except queue.Empty:
                     break
-                self._on_status(outcome)
-
-    def _on_bulk_result(self, result: BulkResult) -> None:
-        batch = result.batch
-        bid = batch.batch_id
-        self.in_flight.pop(bid, None)
-        self._cut_ids.discard(bid)
-        m = self.metrics
-        fields = {
-            "batch_id": bid,
-            "id_type": batch.id_type.value,
-            "rows": batch.row_count,
-            "bytes": len(batch.body),
-            "attempts": result.attempts,
-            "outcome": result.outcome,
-            "resubmission": result.resubmission,
-        }
-        if result.outcome == "accepted":
-            assert result.accepted is not None
-            if not result.resubmission:
-                self.ledger.settle(bid)
-                self.summary.batches_accepted += 1
-                self.summary.rows_accepted += batch.row_count
-                if m is not None:
-                    m.batches.labels(batch.id_type.value, "accepted").inc()
-                    m.end_to_end_delay.observe(
-                        max(0.0, result.finished_at - batch.oldest_occurred_at / 1000)
-                    )
-            fields["batch_status"] = result.accepted.batch_status_url
-            log.info("batch accepted", extra={"fields": fields})
-            if self.tracker is not None:
-                resubmits = self._resubmits.get(bid, 0) if result.resubmission else 0
-                self.tracker.track(batch, result.accepted.batch_status_url, resubmits)
-            elif self.carry is not None:
-                # Nobody follows batch status: acceptance is the best completion signal left.
-                self.carry.release(bid)
-            return
-        if self.carry is not None:
-            self.carry.release(bid)
-        if result.outcome == "cancelled":
-            if m is not None:
-                m.batches.labels(batch.id_type.value, "cancelled").inc()
-            log.warning("batch cancelled before it settled", extra={"fields": fields})
-            return
-        # rejected: Target said no for good.
-        fields["error"] = result.error
-        log.error("batch rejected by Target", extra={"fields": fields})
-        if m is not None:
-            m.batches.labels(batch.id_type.value, "rejected").inc()
-        self.summary.batches_rejected += 1
-        if self.settings.on_rejected == "stop":
-            raise FatalError(f"batch {bid} rejected by Target: {result.error}")
-        self._dead_letter_rows(batch, "batch_rejected", result.error, unit=bid)
-
-    def _dead_letter_rows(self, batch: BatchFile, reason: str, error: str, unit: int) -> None:
-        """One dead letter per profile row of ``batch``; ``unit`` settles when all landed."""
-        id_type, rows = decode_batch(batch.body)
-        sent = 0
-        for profile_id, attributes in rows:
-            value = json.dumps(
-                {"id_type": id_type.value, "id": profile_id, "attributes": attributes},
-                ensure_ascii=False,
-            ).encode("utf-8")
-            self.dlq.send(
-                DeadLetter(
-                    key=profile_id.encode("utf-8"),
-                    value=value,
-                    reason=reason,
-                    stage="target",
-                    error_class="PermanentError" if reason == "batch_rejected" else "BatchStuck",
-                    message=error,
-                    extra_headers=(("batch.id", str(batch.batch_id)),),
-                ),
-                unit,
-            )
-            sent += 1
-        self.summary.dead_letters += sent
-        if sent == 0:
-            self.ledger.settle(unit)
-
-    def _on_status(self, outcome: StatusOutcome) -> None:
-        m = self.metrics
-        status = outcome.status
-        if m is not None:
-            m.batch_status.labels(outcome.outcome).inc()
-            if status is not None:
-                for label, value in (
-                    ("successful", status.successful),
-                    ("failed", status.failed),
-                    ("not_found", status.not_found),
-                ):
-                    if value:
-                        m.batch_updates.labels(label).inc(value)
-        fields: dict[str, Any] = {"batch_id": outcome.batch_id, "outcome": outcome.outcome}
-        if status is not None:
-            fields.update(
-                batch_size=status.batch_size,
-                successful=status.successful,
-                failed=status.failed,
-                not_found=status.not_found,
-            )
-        if outcome.outcome == "complete":
-            log.info("batch complete", extra={"fields": fields})
-            if self.carry is not None:
-                self.carry.release(outcome.batch_id)
-            self._resubmits.pop(outcome.batch_id, None)
-            return
-        batch = self._still_owned(outcome.batch) if outcome.batch is not None else None
-        if batch is None and outcome.batch is not None:
-            # Every row was sent again by a later batch (which carried it forward).
-            log.info("stuck batch superseded by later batches", extra={"fields": fields})
-            self._resubmits.pop(outcome.batch_id, None)
-            if self.carry is not None:
-                self.carry.release(outcome.batch_id)
-            return
-        if batch is not None and outcome.resubmits < self.settings.status_max_resubmits:
-            log.warning("batch not completing, resubmitting", extra={"fields": fields})
-            if m is not None:
-                m.batch_resubmissions.inc()
-            self._resubmits[batch.batch_id] = outcome.resubmits + 1
-            self.sender.submit(batch, resubmission=True)
-            return
-        self._resubmits.pop(outcome.batch_id, None)
-        if self.carry is not None:
-            self.carry.release(outcome.batch_id)
-        if batch is None:
-            log.error(
-                "batch stuck and its bytes were not retained; cannot dead-letter rows",
-                extra={"fields": fields},
-            )
-            return
-        log.error("batch stuck after resubmissions, rows to the DLQ", extra={"fields": fields})
-        self._dead_letter_rows(
-            batch, "batch_stuck", f"batch status {outcome.outcome}", unit=self._dlq_unit()
-        )
-
-    def _still_owned(self, batch: BatchFile) -> BatchFile | None:
-        """``batch`` without the rows a later batch has sent again, None if nothing is left.
-
-        Resending a stuck batch as it was could put older values back over what later
-        batches sent. A later batch that holds the same profile carried this row forward
-        (the stuck batch was pending when it was cut), so only rows whose profile was last
-        sent by this batch are resent (or dead-lettered).
-        """
-        if self.carry is None:
-            return batch
-        id_type, rows = decode_batch(batch.body)
-        kept = []
-        for profile_id, attrs in rows:
-            last = self.carry.last_batch(id_type, encode_cell(profile_id))
-            if last is None or last == batch.batch_id:
-                kept.append((profile_id, attrs))
-        if not kept:
-            return None
-        if len(kept) == batch.row_count:
-            return batch
-        return dataclasses.replace(
-            batch, body=encode_batch(id_type, kept), row_count=len(kept), trigger="resubmit"
-        )
+                self.outcomes.on_status(outcome)
 
     def _store_offsets(self) -> None:
         offsets = self.ledger.take_committable()

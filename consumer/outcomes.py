@@ -1,0 +1,253 @@
+"""What happens once Target has answered: settling, following, resubmitting, dead-lettering.
+
+The consume loop hands every finished upload (``BulkResult``) and every final batch status
+(``StatusOutcome``) to ``Outcomes``, which keeps rules 1, 6 and 11: an accepted batch
+settles its offsets and is followed to completion; a rejected one goes to the DLQ row by
+row (or stops the service); a stuck one is resubmitted, without the rows later batches
+carried forward, then dead-lettered. Runs on the loop's thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer.carry import CarryForward
+from consumer.config import Settings
+from consumer.dlq import DeadLetterQueue
+from consumer.encoding import decode_batch, encode_batch, encode_cell
+from consumer.errors import FatalError
+from consumer.ledger import Ledger
+from consumer.metrics import Metrics
+from consumer.model import BatchFile, DeadLetter
+from consumer.sender import BulkResult, BulkSender
+from consumer.status import StatusOutcome, StatusTracker
+
+log = logging.getLogger("profile_sync.outcomes")
+
+
+@dataclass
+class Summary:
+    """What a run did, for the demo and for logs at exit."""
+
+    events_consumed: int = 0
+    events_bulk: int = 0
+    events_skipped: int = 0
+    events_poison: int = 0
+    single_queued: int = 0
+    batches_accepted: int = 0
+    rows_accepted: int = 0
+    batches_rejected: int = 0
+    dead_letters: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    first_record_at: float | None = None
+    last_record_at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        elapsed = max(1e-9, time.monotonic() - self.started_at)
+        first = self.first_record_at if self.first_record_at is not None else self.started_at
+        active = max(1e-9, self.last_record_at - first)
+        return {
+            "events_consumed": self.events_consumed,
+            "events_to_bulk": self.events_bulk,
+            "events_skipped_empty": self.events_skipped,
+            "events_poison": self.events_poison,
+            "single_updates_queued": self.single_queued,
+            "batches_accepted": self.batches_accepted,
+            "rows_accepted": self.rows_accepted,
+            "batches_rejected": self.batches_rejected,
+            "dead_letters": self.dead_letters,
+            "elapsed_seconds": round(elapsed, 3),
+            # From the first record consumed to the last: start-up and idle time excluded.
+            "consuming_seconds": round(active, 3),
+            "events_per_second": round(self.events_consumed / active, 1),
+        }
+
+
+class Outcomes:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ledger: Ledger,
+        dlq: DeadLetterQueue,
+        sender: BulkSender,
+        carry: CarryForward | None,
+        tracker: StatusTracker | None,
+        metrics: Metrics | None,
+        summary: Summary,
+        new_dlq_unit: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.dlq = dlq
+        self.sender = sender
+        self.carry = carry
+        self.tracker = tracker
+        self.metrics = metrics
+        self.summary = summary
+        self._new_dlq_unit = new_dlq_unit
+        self._resubmits: dict[int, int] = {}
+
+    def on_bulk_result(self, result: BulkResult) -> None:
+        """A batch upload finished: settle, follow, or dead-letter it."""
+        batch = result.batch
+        bid = batch.batch_id
+        m = self.metrics
+        fields = {
+            "batch_id": bid,
+            "id_type": batch.id_type.value,
+            "rows": batch.row_count,
+            "bytes": len(batch.body),
+            "attempts": result.attempts,
+            "outcome": result.outcome,
+            "resubmission": result.resubmission,
+        }
+        if result.outcome == "accepted":
+            assert result.accepted is not None
+            if not result.resubmission:
+                self.ledger.settle(bid)
+                self.summary.batches_accepted += 1
+                self.summary.rows_accepted += batch.row_count
+                if m is not None:
+                    m.batches.labels(batch.id_type.value, "accepted").inc()
+                    m.end_to_end_delay.observe(
+                        max(0.0, result.finished_at - batch.oldest_occurred_at / 1000)
+                    )
+            fields["batch_status"] = result.accepted.batch_status_url
+            log.info("batch accepted", extra={"fields": fields})
+            if self.tracker is not None:
+                resubmits = self._resubmits.get(bid, 0) if result.resubmission else 0
+                self.tracker.track(batch, result.accepted.batch_status_url, resubmits)
+            elif self.carry is not None:
+                # Nobody follows batch status: acceptance is the best completion signal left.
+                self.carry.release(bid)
+            return
+        if self.carry is not None:
+            self.carry.release(bid)
+        if result.outcome == "cancelled":
+            if m is not None:
+                m.batches.labels(batch.id_type.value, "cancelled").inc()
+            log.warning("batch cancelled before it settled", extra={"fields": fields})
+            return
+        # rejected: Target said no for good.
+        fields["error"] = result.error
+        log.error("batch rejected by Target", extra={"fields": fields})
+        if m is not None:
+            m.batches.labels(batch.id_type.value, "rejected").inc()
+        self.summary.batches_rejected += 1
+        if self.settings.on_rejected == "stop":
+            raise FatalError(f"batch {bid} rejected by Target: {result.error}")
+        self._dead_letter_rows(batch, "batch_rejected", result.error, unit=bid)
+
+    def _dead_letter_rows(self, batch: BatchFile, reason: str, error: str, unit: int) -> None:
+        """One dead letter per profile row of ``batch``; ``unit`` settles when all landed."""
+        id_type, rows = decode_batch(batch.body)
+        sent = 0
+        for profile_id, attributes in rows:
+            value = json.dumps(
+                {"id_type": id_type.value, "id": profile_id, "attributes": attributes},
+                ensure_ascii=False,
+            ).encode("utf-8")
+            self.dlq.send(
+                DeadLetter(
+                    key=profile_id.encode("utf-8"),
+                    value=value,
+                    reason=reason,
+                    stage="target",
+                    error_class="PermanentError" if reason == "batch_rejected" else "BatchStuck",
+                    message=error,
+                    extra_headers=(("batch.id", str(batch.batch_id)),),
+                ),
+                unit,
+            )
+            sent += 1
+        self.summary.dead_letters += sent
+        if sent == 0:
+            self.ledger.settle(unit)
+
+    def on_status(self, outcome: StatusOutcome) -> None:
+        """A batch reached a final status: release, resubmit, or dead-letter its rows."""
+        m = self.metrics
+        status = outcome.status
+        if m is not None:
+            m.batch_status.labels(outcome.outcome).inc()
+            if status is not None:
+                for label, value in (
+                    ("successful", status.successful),
+                    ("failed", status.failed),
+                    ("not_found", status.not_found),
+                ):
+                    if value:
+                        m.batch_updates.labels(label).inc(value)
+        fields: dict[str, Any] = {"batch_id": outcome.batch_id, "outcome": outcome.outcome}
+        if status is not None:
+            fields.update(
+                batch_size=status.batch_size,
+                successful=status.successful,
+                failed=status.failed,
+                not_found=status.not_found,
+            )
+        if outcome.outcome == "complete":
+            log.info("batch complete", extra={"fields": fields})
+            if self.carry is not None:
+                self.carry.release(outcome.batch_id)
+            self._resubmits.pop(outcome.batch_id, None)
+            return
+        batch = self._still_owned(outcome.batch) if outcome.batch is not None else None
+        if batch is None and outcome.batch is not None:
+            # Every row was sent again by a later batch (which carried it forward).
+            log.info("stuck batch superseded by later batches", extra={"fields": fields})
+            self._resubmits.pop(outcome.batch_id, None)
+            if self.carry is not None:
+                self.carry.release(outcome.batch_id)
+            return
+        if batch is not None and outcome.resubmits < self.settings.status_max_resubmits:
+            log.warning("batch not completing, resubmitting", extra={"fields": fields})
+            if m is not None:
+                m.batch_resubmissions.inc()
+            self._resubmits[batch.batch_id] = outcome.resubmits + 1
+            self.sender.submit(batch, resubmission=True)
+            return
+        self._resubmits.pop(outcome.batch_id, None)
+        if self.carry is not None:
+            self.carry.release(outcome.batch_id)
+        if batch is None:
+            log.error(
+                "batch stuck and its bytes were not retained; cannot dead-letter rows",
+                extra={"fields": fields},
+            )
+            return
+        log.error("batch stuck after resubmissions, rows to the DLQ", extra={"fields": fields})
+        self._dead_letter_rows(
+            batch, "batch_stuck", f"batch status {outcome.outcome}", unit=self._new_dlq_unit()
+        )
+
+    def _still_owned(self, batch: BatchFile) -> BatchFile | None:
+        """``batch`` without the rows a later batch has sent again, None if nothing is left.
+
+        Resending a stuck batch as it was could put older values back over what later
+        batches sent. A later batch that holds the same profile carried this row forward
+        (the stuck batch was pending when it was cut), so only rows whose profile was last
+        sent by this batch are resent (or dead-lettered).
+        """
+        if self.carry is None:
+            return batch
+        id_type, rows = decode_batch(batch.body)
+        kept = []
+        for profile_id, attrs in rows:
+            last = self.carry.last_batch(id_type, encode_cell(profile_id))
+            if last is None or last == batch.batch_id:
+                kept.append((profile_id, attrs))
+        if not kept:
+            return None
+        if len(kept) == batch.row_count:
+            return batch
+        return dataclasses.replace(
+            batch, body=encode_batch(id_type, kept), row_count=len(kept), trigger="resubmit"
+        )
