@@ -19,8 +19,9 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from consumer import sample
-from consumer.sample import expected_profiles, generate_events, route
+from consumer import sample, sample_events
+from consumer.sample_events import expected_profiles, generate_events, route
+from tests.utils import ID_TYPE_HEADER, fold
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 V1 = fastavro.parse_schema(json.loads((SCHEMAS / "profile_change.avsc").read_text("utf-8")))
@@ -170,8 +171,8 @@ def test_occurred_at_is_realistic_across_profiles(stream: list[dict[str, Any]]) 
     # Late POS uploads: the stream is not sorted by time across profiles...
     assert any(a > b for a, b in pairwise(times))
     # ...but it covers a plausible business span from the start, not random dates.
-    assert min(times) >= START_MS - sample.POS_UPLOAD_LAG_MS
-    assert max(times) - START_MS < len(stream) * sample.MEAN_GAP_MS * 2
+    assert min(times) >= START_MS - sample_events.POS_UPLOAD_LAG_MS
+    assert max(times) - START_MS < len(stream) * sample_events.MEAN_GAP_MS * 2
 
 
 def test_purchase_count_grows_and_purchase_time_is_the_event_time(
@@ -278,6 +279,18 @@ def test_expected_profiles_of_a_generated_stream_has_no_empty_values() -> None:
     assert state
     assert all(v for row in state.values() for v in row.values())
     assert not any(n.startswith("profile.") for row in state.values() for n in row)
+
+
+def test_expected_profiles_agrees_with_the_contract_oracle(stream: list[dict[str, Any]]) -> None:
+    """Checking a dump against Target is only worth it if the fold is the contract's fold:
+    compare with ``tests.utils.fold``, written independently from the documented rules."""
+    lines = [json.dumps({"topic": "t", "key": e["profile"]["id"], "event": e}) for e in stream]
+    state = expected_profiles(lines)
+    assert {(ID_TYPE_HEADER[t], pid): row for (t, pid), row in state.items()} == fold(stream)
+
+
+def test_expected_profiles_is_still_where_the_schemas_readme_says() -> None:
+    assert sample.expected_profiles is expected_profiles
 
 
 # --- command-line options ------------------------------------------------------------------------
