@@ -93,6 +93,8 @@ class Outcomes:
         self.summary = summary
         self._new_dlq_unit = new_dlq_unit
         self._resubmits: dict[int, int] = {}
+        # Batches that will never settle because the service is stopping for them.
+        self.abandoned: set[int] = set()
 
     def on_bulk_result(self, result: BulkResult) -> None:
         """A batch upload finished: settle, follow, or dead-letter it."""
@@ -142,6 +144,7 @@ class Outcomes:
             m.batches.labels(batch.id_type.value, "rejected").inc()
         self.summary.batches_rejected += 1
         if self.settings.on_rejected == "stop":
+            self.abandoned.add(bid)
             raise FatalError(f"batch {bid} rejected by Target: {result.error}")
         self._dead_letter_rows(batch, "batch_rejected", result.error, unit=bid)
 

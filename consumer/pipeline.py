@@ -35,7 +35,7 @@ from consumer.ledger import SETTLED, Ledger
 from consumer.metrics import Metrics
 from consumer.model import BatchFile, DeadLetter, Priority, TopicPartition
 from consumer.outcomes import Outcomes, Summary
-from consumer.sender import BulkSender
+from consumer.sender import BulkResult, BulkSender
 from consumer.single import SingleUpdater
 from consumer.source import KafkaSource
 from consumer.status import StatusTracker
@@ -48,6 +48,9 @@ log = logging.getLogger("profile_sync.pipeline")
 POLL_TIMEOUT_SECONDS = 0.02
 # Consumption resumes once the buffer is back under this share of its byte bound.
 RESUME_RATIO = 0.8
+# How long one wait for an upload result lasts while settling (revoke, shutdown); DLQ
+# delivery reports are served between waits.
+SETTLE_WAIT_SECONDS = 0.02
 # How often the single-update budget is saved when it has a state file.
 QUOTA_SAVE_SECONDS = 10.0
 
@@ -304,9 +307,7 @@ class Pipeline:
                 result = self.sender.results.get_nowait()
             except queue.Empty:
                 break
-            self.in_flight.pop(result.batch.batch_id, None)
-            self._cut_ids.discard(result.batch.batch_id)
-            self.outcomes.on_bulk_result(result)
+            self._on_bulk_result(result)
         if self.tracker is not None:
             while True:
                 try:
@@ -314,6 +315,11 @@ class Pipeline:
                 except queue.Empty:
                     break
                 self.outcomes.on_status(outcome)
+
+    def _on_bulk_result(self, result: BulkResult) -> None:
+        self.in_flight.pop(result.batch.batch_id, None)
+        self._cut_ids.discard(result.batch.batch_id)
+        self.outcomes.on_bulk_result(result)
 
     def _store_offsets(self) -> None:
         offsets = self.ledger.take_committable()
@@ -372,8 +378,11 @@ class Pipeline:
     def settle_all(self, deadline: float, tps: set[TopicPartition] | None = None) -> bool:
         """Flush the buffers and wait (until ``deadline``, monotonic) for ``tps`` to settle.
 
-        Runs inside rebalance callbacks and at shutdown: it serves results and DLQ reports
-        itself, without consuming. Returns True when nothing of ``tps`` is pending.
+        Runs inside rebalance callbacks (that is, inside the consumer's own consume() or
+        close()) and at shutdown, so it must never call the consumer: it waits on the
+        sender's results and serves DLQ reports itself. Units that can never settle (a
+        rejected batch when the service is stopping for it) are not waited for.
+        Returns True when nothing of ``tps`` is pending.
         """
         self.batcher.cut_all("revoke" if tps is not None else "shutdown")
         self._take_ready()
@@ -382,11 +391,15 @@ class Pipeline:
             self._drain_results()
             self.dlq.poll()
             self._store_offsets()
-            if not self.ledger.pending_units(tps):
+            if not self.ledger.pending_units(tps) - self.outcomes.abandoned:
                 return True
             if self.clock.monotonic() >= deadline:
                 return False
-            self.source.idle(0.02)
+            try:
+                result = self.sender.results.get(timeout=SETTLE_WAIT_SECONDS)
+            except queue.Empty:
+                continue
+            self._on_bulk_result(result)
 
     def _cancel_units(self, units: set[int]) -> None:
         for unit in units:

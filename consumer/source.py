@@ -139,14 +139,6 @@ class KafkaSource:
         except KafkaException as exc:
             raise FatalError(f"kafka consume failed: {exc.args[0].str()}") from exc
 
-    def idle(self, timeout: float) -> None:
-        """Serve callbacks for ``timeout`` without taking records (everything is paused)."""
-        messages = self._consumer.consume(1, timeout) if self._paused else []
-        if messages:  # cannot happen while paused; be safe: re-read it later
-            self.request_rewind(
-                {TopicPartition(str(m.topic()), int(m.partition() or 0)) for m in messages}
-            )
-
     def handle_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
             return
