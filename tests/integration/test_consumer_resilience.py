@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +237,40 @@ def _rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+def test_token_rotation_without_restart_and_no_token_in_logs(
+    stack: Callable[..., Stack], tmp_path: Path
+) -> None:
+    old, new = "profile-token-old-7f3a", "profile-token-new-91bc"
+    target_side = tmp_path / "target-token"
+    our_side = tmp_path / "mounted-secret"
+    target_side.write_text(old)
+    our_side.write_text(old)
+    s = stack(partitions=1, topics=1, token_file=str(target_side))
+    service = s.start(PROFILE_SYNC_TARGET_TOKEN_FILE=str(our_side))
+    first = random_events(100, 20, seed=12, pcid_share=0)
+    s.produce(first)
+    s.wait_for_state(s.expected(first))
+
+    # Target regenerates the token: the old one is refused (401) until the secret is
+    # rotated; the service keeps retrying and picks the new file up without a restart.
+    target_side.write_text(new)
+    second = random_events(100, 20, seed=13, pcid_share=0, start_ms=1_800_000_000_000)
+    s.produce(second)
+    wait_for(
+        lambda: (
+            service.metric("profile_sync_target_requests_total", api="bulk", status_class="4xx")
+            >= 1
+        ),
+        30,
+        "the old token to be refused",
+    )
+    our_side.write_text(new)
+
+    s.wait_for_state(s.expected(first + second))
+    assert service.metric("profile_sync_token_reloads_total") >= 2
+    service.signal(signal.SIGTERM)
+    assert service.wait(30) == 0
+    log = service.log_path.read_text()
+    assert old not in log and new not in log
