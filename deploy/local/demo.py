@@ -130,27 +130,71 @@ def main() -> int:
             "PROFILE_SYNC_LOG_FORMAT": "json",
             "PROFILE_SYNC_STATUS_POLL_INITIAL_SECONDS": "0.5",
         }
-        with open(STATE / "consumer.log", "wb") as log:
+        log_path = STATE / "consumer.log"
+        with open(log_path, "wb") as log:
             done = subprocess.run(
                 [*BIN, "run", "--exit-when-idle", "3", "--summary"],
                 env=env,
-                stdout=subprocess.PIPE,
-                stderr=log,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 cwd=REPO,
                 check=False,
             )
         if done.returncode != 0:
-            print((STATE / "consumer.log").read_text()[-3000:], file=sys.stderr)
-            raise SystemExit(f"the consumer exited with {done.returncode}")
-        summary = json.loads(done.stdout.decode().strip().splitlines()[-1])
-        stats = httpx.get(f"{target_url}/_emulator/stats", timeout=10).json()
+            print(log_path.read_text()[-3000:], file=sys.stderr)
+            raise SystemExit(f"the consumer exited with {done.returncode}; log: {log_path}")
+        summary = run_summary(log_path)
+        stats = wait_until_applied(target_url)
         report(summary, stats)
-        return 0
+        return verify(target_url, STATE / "events.jsonl")
     finally:
         if emulator is not None:
             emulator.terminate()
             emulator.wait(10)
         subprocess.run([str(KAFKA), "stop"], env=kafka_env, check=False)
+
+
+def run_summary(log_path: Path) -> dict[str, object]:
+    """The JSON line ``--summary`` prints at exit (the one line that is not a log)."""
+    for line in reversed(log_path.read_text().splitlines()):
+        if line.startswith("{"):
+            data = json.loads(line)
+            if "event" not in data and "events_consumed" in data:
+                return dict(data)
+    raise SystemExit(f"the consumer printed no summary; log: {log_path}")
+
+
+def wait_until_applied(target_url: str) -> dict[str, object]:
+    """Emulator stats once every accepted batch and single update has been applied."""
+    deadline = time.monotonic() + 60
+    while True:
+        stats: dict[str, object] = httpx.get(f"{target_url}/_emulator/stats", timeout=10).json()
+        single = stats.get("single_updates")
+        pending_single = single.get("pending", 0) if isinstance(single, dict) else 0
+        if (stats.get("pending_batches") == 0 and pending_single == 0) or (
+            time.monotonic() > deadline
+        ):
+            return stats
+        time.sleep(0.2)
+
+
+def verify(target_url: str, dump: Path) -> int:
+    """Compare what Target holds with the newest-value fold of every event produced."""
+    from consumer.sample_events import expected_profiles
+
+    header = {"THIRD_PARTY_ID": "thirdPartyId", "PC_ID": "pcId"}
+    with open(dump, encoding="utf-8") as fh:
+        expected = {(header[t], i): attrs for (t, i), attrs in expected_profiles(fh).items()}
+    stored = httpx.get(f"{target_url}/_emulator/profiles", timeout=60).json()
+    actual = {
+        (id_type, pid): attrs for id_type, table in stored.items() for pid, attrs in table.items()
+    }
+    wrong = [k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k)]
+    if wrong:
+        print(f"  Target matches the events  NO: {len(wrong):,} profiles differ, e.g. {wrong[:3]}")
+        return 1
+    print(f"  Target matches the events  yes ({len(expected):,} profiles, newest value each)")
+    return 0
 
 
 def report(summary: dict[str, object], stats: dict[str, object]) -> None:
