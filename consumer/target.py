@@ -58,13 +58,18 @@ class BulkAccepted:
     message: str
 
 
-def parse_bulk_response(status: int, body: str) -> BulkAccepted:
-    """Read a batchUpdate response; raise the right ``TargetError`` when it failed."""
+def _xml(status: int, body: str, what: str) -> ET.Element:
+    """The XML root of a 2xx response; a garbled body is worth another try."""
     check_status(status, body, retry_after=None)
     try:
-        root = ET.fromstring(body)
+        return ET.fromstring(body)
     except ET.ParseError as exc:
-        raise RetryableError(f"unreadable batchUpdate response: {exc}", status) from exc
+        raise RetryableError(f"unreadable {what} response: {exc}", status) from exc
+
+
+def parse_bulk_response(status: int, body: str) -> BulkAccepted:
+    """Read a batchUpdate response; raise the right ``TargetError`` when it failed."""
+    root = _xml(status, body, "batchUpdate")
     success = (root.findtext("success") or "").strip().lower()
     message = (root.findtext("message") or "").strip()
     if success != "true":
@@ -92,11 +97,7 @@ def _int(root: ET.Element, tag: str) -> int | None:
 
 
 def parse_batch_status(status: int, body: str) -> BatchStatus:
-    check_status(status, body, retry_after=None)
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError as exc:
-        raise RetryableError(f"unreadable batchStatus response: {exc}", status) from exc
+    root = _xml(status, body, "batchStatus")
     return BatchStatus(
         batch_id=(root.findtext("batchId") or "").strip(),
         status=(root.findtext("status") or "").strip().lower(),
