@@ -328,7 +328,8 @@ SETTINGS: tuple[Setting, ...] = (
         "max_in_flight_batches",
         "2",
         _int_range(1, 64),
-        "Batches being sent or retried at once; more pauses consumption.",
+        "Cut batches waiting or being sent (one upload at a time per id type, in order); "
+        "more pauses consumption.",
     ),
     Setting(
         "BUFFER_MAX_BYTES",
