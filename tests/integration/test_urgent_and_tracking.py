@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,33 @@ def test_a_stuck_batch_that_completes_on_resubmission_is_not_dead_lettered(
     service.signal(signal.SIGTERM)
     assert service.wait(30) == 0
     s.wait_for_state(s.expected(events))
+
+
+def test_the_urgent_path_can_be_turned_off(stack: Callable[..., Stack]) -> None:
+    s = stack(partitions=1, topics=1)
+    urgent = [event(f"crm-{i}", {"tier": "gold"}, 1_000 + i, priority="URGENT") for i in range(5)]
+    s.produce(urgent)
+
+    s.run_to_idle(PROFILE_SYNC_SINGLE_ENABLED="false")
+
+    assert _single_requests(s) == []
+    s.wait_for_state(s.expected(urgent))
+
+
+def test_the_single_update_budget_survives_a_restart(
+    stack: Callable[..., Stack], tmp_path: Path
+) -> None:
+    s = stack(partitions=1, topics=1)
+    state = str(tmp_path / "single-quota.json")
+    first = [event(f"crm-{i}", {"n": i}, 1_000 + i, priority="URGENT") for i in range(6)]
+    s.produce(first)
+    s.run_to_idle(PROFILE_SYNC_SINGLE_QUOTA_PER_DAY="8", PROFILE_SYNC_SINGLE_QUOTA_STATE_FILE=state)
+    assert len(_single_requests(s)) == 6
+
+    second = [event(f"crm-{i}", {"n": 10 + i}, 2_000 + i, priority="URGENT") for i in range(6)]
+    s.produce(second)
+    s.run_to_idle(PROFILE_SYNC_SINGLE_QUOTA_PER_DAY="8", PROFILE_SYNC_SINGLE_QUOTA_STATE_FILE=state)
+
+    # Only 2 of the 8 were left after the restart; the rest went through bulk alone.
+    assert len(_single_requests(s)) == 8
+    s.wait_for_state(s.expected(first + second))
