@@ -274,3 +274,40 @@ def test_token_rotation_without_restart_and_no_token_in_logs(
     assert service.wait(30) == 0
     log = service.log_path.read_text()
     assert old not in log and new not in log
+
+
+def test_a_rebalance_during_a_target_outage_hands_unsettled_rows_to_the_new_owner(
+    stack: Callable[..., Stack],
+) -> None:
+    s = stack(partitions=4, topics=1)
+    s.emulator.control.inject({"api": "bulk", "status": 503, "count": 1_000_000})
+    events = random_events(2000, 300, seed=14)
+    s.produce(events)
+    overrides = {
+        "PROFILE_SYNC_REVOKE_TIMEOUT_SECONDS": "2",
+        "PROFILE_SYNC_RETRY_MAX_SECONDS": "0.3",
+    }
+    first = s.start(**overrides)
+    wait_for(
+        lambda: first.metric("profile_sync_events_consumed_total") >= len(events),
+        60,
+        "the first member to consume everything",
+    )
+    second = s.start(**overrides)
+    wait_for(
+        lambda: second.metric("profile_sync_partitions_assigned") >= 1,
+        60,
+        "the second member to take partitions over",
+    )
+    # The first member could not settle the revoked partitions' rows in time: it cancelled
+    # those batches (never to be sent by it) and left the offsets uncommitted.
+    cancelled = first.metric("profile_sync_batches_total", outcome="cancelled")
+    assert cancelled >= 1
+    assert not s.all_committed()
+
+    s.emulator.control.clear_faults()
+    wait_for(s.all_committed, 90, "every offset committed once Target is back")
+    for member in (first, second):
+        member.signal(signal.SIGTERM)
+    assert first.wait(60) == 0 and second.wait(60) == 0
+    s.wait_for_state(s.expected(events))
