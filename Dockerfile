@@ -23,6 +23,7 @@ COPY pyproject.toml README.md ./
 COPY schemas/ schemas/
 COPY emulator/ emulator/
 COPY consumer/ consumer/
+COPY sampler/ sampler/
 # The virtualenv gets no pip of its own: the build stage's pip installs into it.
 # Bytecode is compiled here, because the root filesystem is read-only at run time.
 RUN pip wheel --no-deps --wheel-dir /dist . \

@@ -45,16 +45,16 @@ kafka-jars: ## resolve the Apache Kafka jars into deploy/local/.cache
 .PHONY: lint
 lint: install ## ruff
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check consumer emulator tests bench
+	$(VENV)/bin/ruff format --check consumer emulator sampler tests bench
 
 .PHONY: format
 format: install ## apply ruff's formatting and fixable lints
-	$(VENV)/bin/ruff format consumer emulator tests bench
+	$(VENV)/bin/ruff format consumer emulator sampler tests bench
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: typecheck
 typecheck: install ## mypy (strict on consumer/)
-	$(VENV)/bin/mypy consumer emulator
+	$(VENV)/bin/mypy consumer emulator sampler
 
 .PHONY: test
 test: install system-deps kafka-jars ## lint, typecheck and the whole suite against a real broker

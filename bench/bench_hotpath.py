@@ -17,11 +17,11 @@ from typing import Any
 
 import fastavro
 
-from consumer.batcher import Batcher, BatchLimits
-from consumer.carry import CarryForward
-from consumer.decode import Decoder, load_schema
-from consumer.events import to_update
-from consumer.model import TopicPartition
+from consumer.core.batcher import Batcher, BatchLimits
+from consumer.core.carry import CarryForward
+from consumer.core.decode import Decoder, load_schema
+from consumer.core.model import TopicPartition
+from consumer.core.validate import to_update
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "profile_change.avsc"
 N = 200_000

@@ -21,17 +21,17 @@ from consumer import __version__
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("consumer.app", "consume profile-change events and sync them to Adobe Target"),
+    "run": ("consumer.commands.run", "consume profile-change events and sync them to Adobe Target"),
     "check-config": (
-        "consumer.check_config",
+        "consumer.commands.check_config",
         "print the effective configuration (secrets redacted) and validate it",
     ),
     "produce-sample": (
-        "consumer.sample",
+        "sampler.cli",
         "produce realistic POS/CRM profile-change events to Kafka",
     ),
     "emulator": ("emulator.server", "serve the Adobe Target profile API emulator"),
-    "profile": ("consumer.profile_cmd", "read a profile back from Target (debugging)"),
+    "profile": ("consumer.commands.profile", "read a profile back from Target (debugging)"),
 }
 
 

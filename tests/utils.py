@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from consumer.model import IdType, Priority, ProfileUpdate, TopicPartition
+from consumer.core.model import IdType, Priority, ProfileUpdate, TopicPartition
 
 # ProfileChange ``profile.id_type`` -> the name Target uses in a batch file header.
 ID_TYPE_HEADER = {"THIRD_PARTY_ID": "thirdPartyId", "PC_ID": "pcId"}
@@ -105,7 +105,7 @@ def fold_updates(updates: Iterable[ProfileUpdate]) -> ProfileState:
 def parse_batch(body: bytes) -> tuple[str, list[tuple[str, dict[str, str]]]]:
     """A batch file read the way Target reads it: (id type name, [(profile id, cells)]).
 
-    Written independently of ``consumer.encoding.decode_batch``: split lines and commas,
+    Written independently of ``consumer.target.wire.decode_batch``: split lines and commas,
     URL-decode each cell, drop empty cells (an empty cell sets nothing).
     """
     text = body.decode("ascii")

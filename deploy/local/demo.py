@@ -180,7 +180,7 @@ def wait_until_applied(target_url: str) -> dict[str, object]:
 
 def verify(target_url: str, dump: Path) -> int:
     """Compare what Target holds with the newest-value fold of every event produced."""
-    from consumer.sample_events import expected_profiles
+    from sampler.events import expected_profiles
 
     header = {"THIRD_PARTY_ID": "thirdPartyId", "PC_ID": "pcId"}
     with open(dump, encoding="utf-8") as fh:

@@ -127,7 +127,7 @@ def test_every_subcommand_imports_from_the_wheel(installed: Installed) -> None:
 
 def test_bundled_schema_is_found_inside_the_installed_package(installed: Installed) -> None:
     code = (
-        "import consumer, consumer.config as c, consumer.decode as d;"
+        "import consumer, consumer.config as c, consumer.core.decode as d;"
         "d.load_schema(c.DEFAULT_WRITER_SCHEMA);"
         "print(consumer.__file__); print(c.DEFAULT_WRITER_SCHEMA)"
     )

@@ -28,8 +28,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from consumer.decode import Decoder, strip_logical_types
-from consumer.sample_events import expected_profiles
+from consumer.core.decode import Decoder, strip_logical_types
+from sampler.events import expected_profiles
 from tests.fixtures.schema_registry import SchemaRegistryServer
 
 REPO = Path(__file__).resolve().parents[2]

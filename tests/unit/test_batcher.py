@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.batcher import STALE, TOO_LARGE, Batcher, BatchLimits
-from consumer.carry import CarryForward
-from consumer.encoding import header_line
-from consumer.events import MAX_PROFILE_BYTES, to_update
-from consumer.ledger import SETTLED
-from consumer.model import BatchFile, IdType, ProfileUpdate, TopicPartition
+from consumer.core.batcher import STALE, TOO_LARGE, Batcher, BatchLimits
+from consumer.core.carry import CarryForward
+from consumer.core.ledger import SETTLED
+from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
+from consumer.core.validate import MAX_PROFILE_BYTES, to_update
+from consumer.target.wire import header_line
 from tests.integration.events import random_events
 from tests.utils import fold, fold_batches, fold_updates, make_update, parse_batch
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from consumer.carry import CarryForward, Cell
-from consumer.model import IdType
+from consumer.core.carry import CarryForward, Cell
+from consumer.core.model import IdType
 
 T3P = IdType.THIRD_PARTY_ID
 PC = IdType.PC_ID

@@ -8,9 +8,9 @@ from urllib.parse import quote, unquote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.batcher import Batcher, BatchLimits
-from consumer.encoding import decode_batch, encode_cell, header_line
-from consumer.model import IdType
+from consumer.core.batcher import Batcher, BatchLimits
+from consumer.core.model import IdType
+from consumer.target.wire import decode_batch, encode_cell, header_line
 from tests.utils import make_update, parse_batch
 
 # Unreserved characters as themselves, everything else as %XX with upper-case hex.

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from consumer.core.model import IdType, Priority, TopicPartition
+from consumer.core.validate import MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_PROFILE_BYTES, to_update
 from consumer.errors import ValidationError
-from consumer.events import MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_PROFILE_BYTES, to_update
-from consumer.model import IdType, Priority, TopicPartition
 from tests.utils import render
 
 TP = TopicPartition("pos.profile-changes", 3)

@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.ledger import SETTLED, Ledger
-from consumer.model import TopicPartition
+from consumer.core.ledger import SETTLED, Ledger
+from consumer.core.model import TopicPartition
 
 TPS = [TopicPartition("crm.profile-changes", 0), TopicPartition("crm.profile-changes", 1),
        TopicPartition("pos.profile-changes", 0)]  # fmt: skip

@@ -19,8 +19,9 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from consumer import sample, sample_events
-from consumer.sample_events import expected_profiles, generate_events, route
+from sampler import cli as sample
+from sampler import events as sample_events
+from sampler.events import expected_profiles, generate_events, route
 from tests.utils import ID_TYPE_HEADER, fold
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

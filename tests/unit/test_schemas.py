@@ -21,9 +21,9 @@ from fastavro.validation import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.decode import Decoder
+from consumer.core.decode import Decoder
+from consumer.core.validate import render_value
 from consumer.errors import ValidationError
-from consumer.events import render_value
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 V1_JSON: dict[str, Any] = json.loads((SCHEMAS / "profile_change.avsc").read_text("utf-8"))

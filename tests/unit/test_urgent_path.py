@@ -8,17 +8,17 @@ import threading
 import pytest
 
 from consumer.backoff import Backoff
+from consumer.core.model import IdType, Priority, ProfileUpdate, TopicPartition
 from consumer.errors import PermanentError, RetryableError
-from consumer.model import IdType, Priority, ProfileUpdate, TopicPartition
-from consumer.quota import BUCKET_SECONDS, WINDOW_SECONDS, RollingBudget
-from consumer.single import SingleUpdater
-from consumer.target import (
+from consumer.target.api import (
     check_status,
     parse_batch_status,
     parse_bulk_response,
     parse_retry_after,
     single_query,
 )
+from consumer.target.quota import BUCKET_SECONDS, WINDOW_SECONDS, RollingBudget
+from consumer.target.urgent import SingleUpdater
 
 DAY = WINDOW_SECONDS
 

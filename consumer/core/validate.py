@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from consumer.core.model import IdType, Priority, ProfileUpdate, TopicPartition
 from consumer.errors import ValidationError
-from consumer.model import IdType, Priority, ProfileUpdate, TopicPartition
 
 # Longest profile id we accept. Target documents none; ids are CRM ids, loyalty numbers or
 # tntids (~36 chars). Anything this long is a producer bug, not a customer.

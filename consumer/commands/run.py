@@ -20,20 +20,20 @@ from prometheus_client import CollectorRegistry
 
 from consumer import config, logs
 from consumer.backoff import Backoff
-from consumer.batcher import Batcher, BatchLimits
-from consumer.carry import CarryForward
 from consumer.clock import SystemClock
-from consumer.decode import Decoder, load_schema
-from consumer.dlq import DeadLetterQueue
+from consumer.core.batcher import Batcher, BatchLimits
+from consumer.core.carry import CarryForward
+from consumer.core.decode import Decoder, load_schema
+from consumer.core.pipeline import Pipeline
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
-from consumer.http import TargetClient
+from consumer.kafka.dlq import DeadLetterQueue
+from consumer.kafka.source import KafkaSource
 from consumer.metrics import Metrics
-from consumer.pipeline import Pipeline
-from consumer.sender import BulkSender
-from consumer.single import SingleUpdater
-from consumer.source import KafkaSource
-from consumer.status import StatusTracker
+from consumer.target.bulk import BulkSender
+from consumer.target.client import TargetClient
+from consumer.target.status import StatusTracker
+from consumer.target.urgent import SingleUpdater
 
 log = logging.getLogger("profile_sync.app")
 
@@ -83,7 +83,7 @@ def build_pipeline(
     clock = SystemClock()
     reader_schema = load_schema(config.DEFAULT_WRITER_SCHEMA)
     if settings.schema_registry_url:
-        from consumer.registry import RegistrySchemas
+        from consumer.kafka.registry import RegistrySchemas
 
         decoder = Decoder(reader_schema, registry=RegistrySchemas(settings))
     else:

@@ -18,9 +18,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from consumer.config import librdkafka_problem
+from consumer.core.model import TopicPartition
 from consumer.errors import ConfigError, FatalError
 from consumer.metrics import Metrics
-from consumer.model import TopicPartition
 
 log = logging.getLogger("profile_sync.source")
 

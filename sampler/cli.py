@@ -1,7 +1,7 @@
 """``profile-sync produce-sample``: realistic POS and CRM profile-change events into Kafka.
 
 The command line and the Kafka I/O; the events themselves, their routing and the expected
-final state of a ``--dump`` come from ``consumer.sample_events`` (pure, tested without a
+final state of a ``--dump`` come from ``sampler.events`` (pure, tested without a
 broker). ``run`` does a metadata check with a deadline, optional topic creation, plain
 schemaless Avro or Confluent wire format (``AvroSerializer``, subject ``<topic>-value``),
 an idempotent batching producer, delivery reports counted, one summary line.
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from consumer.config import DEFAULT_WRITER_SCHEMA
-from consumer.sample_events import MEAN_GAP_MS, generate_events, route
-from consumer.sample_events import expected_profiles as expected_profiles  # documented here
+from sampler.events import MEAN_GAP_MS, generate_events, route
+from sampler.events import expected_profiles as expected_profiles  # documented here
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOPIC_POS = "pos.profile-changes"

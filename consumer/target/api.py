@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from consumer.encoding import encode_cell
+from consumer.core.model import IdType
 from consumer.errors import PermanentError, RetryableError, TargetError
-from consumer.model import IdType
+from consumer.target.wire import encode_cell
 
 # Target's single-update API limits the GET request to 8 KB and a POST to 60 KB.
 SINGLE_GET_MAX_BYTES = 8 * 1024

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from consumer.backoff import Backoff
+from consumer.core.model import BatchFile, IdType
 from consumer.errors import PermanentError, RetryableError
 from consumer.metrics import Metrics
-from consumer.model import BatchFile, IdType
-from consumer.target import BulkAccepted
+from consumer.target.api import BulkAccepted
 
 log = logging.getLogger("profile_sync.sender")
 

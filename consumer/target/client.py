@@ -1,7 +1,7 @@
 """The HTTP edge: every call to Target goes through ``TargetClient`` (the only httpx user).
 
 httpx exceptions are translated into ours here: network errors and timeouts become
-``RetryableError``; statuses are classified by ``consumer.target``. 401 and 403 are
+``RetryableError``; statuses are classified by ``consumer.target.api``. 401 and 403 are
 retryable too: an expired or rotated token is an outage to wait out (the token file is
 re-read), never a reason to dead-letter customer data.
 """
@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 
-from consumer import target
 from consumer.config import Secret, Settings
+from consumer.core.model import BatchFile, IdType
 from consumer.errors import RetryableError
 from consumer.metrics import Metrics, status_class
-from consumer.model import BatchFile, IdType
+from consumer.target import api as target
 
 log = logging.getLogger("profile_sync.http")
 

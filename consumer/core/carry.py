@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from consumer.model import IdType
+from consumer.core.model import IdType
 
 # (encoded value, occurred_at ms, source partition id, raw UTF-8 size of name+value)
 Cell = tuple[str, int, int, int]

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 
 from consumer.backoff import Backoff
+from consumer.core.model import IdType, ProfileUpdate
 from consumer.errors import PermanentError, RetryableError
 from consumer.metrics import Metrics
-from consumer.model import IdType, ProfileUpdate
-from consumer.quota import RollingBudget
-from consumer.target import SINGLE_POST_MAX_BYTES, single_id_allowed, single_query
+from consumer.target.api import SINGLE_POST_MAX_BYTES, single_id_allowed, single_query
+from consumer.target.quota import RollingBudget
 
 log = logging.getLogger("profile_sync.single")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from consumer.model import TopicPartition
+from consumer.core.model import TopicPartition
 
 SETTLED = 0  # the unit of events that are settled as soon as they are consumed
 

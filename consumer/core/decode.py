@@ -9,7 +9,7 @@ Decoding is the most expensive stage (~58% of the hot path), so:
   are read without a reader schema: resolution would double the cost for nothing.
 
 Wire-format framing and the registry lookup sit behind ``WriterSchemas`` (see
-``consumer.registry``), so this module has no network and no Kafka import.
+``consumer.kafka.registry``), so this module has no network and no Kafka import.
 """
 
 from __future__ import annotations

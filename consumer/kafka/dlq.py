@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from consumer.core.model import DeadLetter
 from consumer.errors import FatalError
 from consumer.metrics import Metrics
-from consumer.model import DeadLetter
 
 log = logging.getLogger("profile_sync.dlq")
 

@@ -12,8 +12,8 @@ import json
 import sys
 
 from consumer import config
+from consumer.core.model import IdType
 from consumer.errors import ConfigError, TargetError
-from consumer.model import IdType
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"profile-sync: {exc}", file=sys.stderr)
         return 2
-    from consumer.http import TargetClient
+    from consumer.target.client import TargetClient
 
     id_type = IdType.THIRD_PARTY_ID if args.third_party_id else IdType.PC_ID
     profile_id = args.third_party_id or args.pc_id

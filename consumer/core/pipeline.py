@@ -23,22 +23,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from consumer.batcher import STALE, TOO_LARGE, Batcher
-from consumer.carry import CarryForward
 from consumer.clock import Clock
 from consumer.config import Settings
-from consumer.decode import Decoder
-from consumer.dlq import DeadLetterQueue
+from consumer.core.batcher import STALE, TOO_LARGE, Batcher
+from consumer.core.carry import CarryForward
+from consumer.core.decode import Decoder
+from consumer.core.ledger import SETTLED, Ledger
+from consumer.core.model import BatchFile, DeadLetter, Priority, TopicPartition
+from consumer.core.outcomes import Outcomes, Summary
+from consumer.core.validate import to_update
 from consumer.errors import PoisonError
-from consumer.events import to_update
-from consumer.ledger import SETTLED, Ledger
+from consumer.kafka.dlq import DeadLetterQueue
+from consumer.kafka.source import KafkaSource
 from consumer.metrics import Metrics
-from consumer.model import BatchFile, DeadLetter, Priority, TopicPartition
-from consumer.outcomes import Outcomes, Summary
-from consumer.sender import BulkResult, BulkSender
-from consumer.single import SingleUpdater
-from consumer.source import KafkaSource
-from consumer.status import StatusTracker
+from consumer.target.bulk import BulkResult, BulkSender
+from consumer.target.status import StatusTracker
+from consumer.target.urgent import SingleUpdater
 
 log = logging.getLogger("profile_sync.pipeline")
 

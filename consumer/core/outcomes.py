@@ -17,16 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.carry import CarryForward
 from consumer.config import Settings
-from consumer.dlq import DeadLetterQueue
-from consumer.encoding import decode_batch, encode_batch, encode_cell
+from consumer.core.carry import CarryForward
+from consumer.core.ledger import Ledger
+from consumer.core.model import BatchFile, DeadLetter
 from consumer.errors import FatalError
-from consumer.ledger import Ledger
+from consumer.kafka.dlq import DeadLetterQueue
 from consumer.metrics import Metrics
-from consumer.model import BatchFile, DeadLetter
-from consumer.sender import BulkResult, BulkSender
-from consumer.status import StatusOutcome, StatusTracker
+from consumer.target.bulk import BulkResult, BulkSender
+from consumer.target.status import StatusOutcome, StatusTracker
+from consumer.target.wire import decode_batch, encode_batch, encode_cell
 
 log = logging.getLogger("profile_sync.outcomes")
 

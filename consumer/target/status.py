@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from consumer.core.model import BatchFile
 from consumer.errors import TargetError
-from consumer.model import BatchFile
-from consumer.target import BatchStatus
+from consumer.target.api import BatchStatus
 
 log = logging.getLogger("profile_sync.status")
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consumer.carry import CarryForward, Cell
-from consumer.encoding import ESCAPE_TABLE as _TABLE
-from consumer.encoding import header_line
-from consumer.events import MAX_PROFILE_BYTES
-from consumer.model import BatchFile, IdType, ProfileUpdate, TopicPartition
+from consumer.core.carry import CarryForward, Cell
+from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
+from consumer.core.validate import MAX_PROFILE_BYTES
+from consumer.target.wire import ESCAPE_TABLE as _TABLE
+from consumer.target.wire import header_line
 
 TOO_LARGE = -1  # returned by ``add`` for an event that would push its row over 64 KB
 # Returned by ``add`` for an event whose every value is older than one already sent for

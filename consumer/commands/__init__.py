@@ -1,0 +1,1 @@
+"""The ``profile-sync`` subcommands of the service: run, check-config, profile."""

@@ -1,0 +1,1 @@
+"""The pure core: decode, validate, batch, carry forward, settle; no I/O."""

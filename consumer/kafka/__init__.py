@@ -1,0 +1,2 @@
+"""The Kafka edge: the source consumer, dead letters, the Schema Registry (the only
+confluent_kafka users)."""
