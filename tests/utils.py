@@ -2,7 +2,7 @@
 
 Both tiers import this module. The oracle (``fold`` and ``fold_batches``) is written from
 the documented rules, not from the consumer's code, so a test comparing the two proves
-something: the rendering rule of docs/architecture.md ("The event contract") and rule 2
+something: the rendering rule of schemas/README.md and guarantee 2 of docs/guarantees.md
 (newest value per attribute wins).
 """
 
@@ -83,7 +83,7 @@ def fold(events: Iterable[Mapping[str, Any]]) -> ProfileState:
 
 
 def fold_updates(updates: Iterable[ProfileUpdate]) -> ProfileState:
-    """Rule 2 over rendered ``ProfileUpdate``s, in consumption order.
+    """Guarantee 2 (docs/guarantees.md) over rendered ``ProfileUpdate``s, in consumption order.
 
     An attribute takes a newer event's value when the event comes from the same partition
     as the value it replaces (a later offset) or when its ``occurred_at`` is not older.

@@ -1,10 +1,11 @@
 """Micro-batching: coalesce events into one row per profile, cut files before any limit.
 
-One open buffer per id type (a batch file holds one id type). Within a buffer each
-profile has one row; each attribute keeps the newest value (rule 2): an event replaces a
-cell when it comes from the same partition as the cell (a later offset, since partitions
-are read in order) or when its ``occurred_at`` is not older. Cells are kept already
-percent-encoded, so memory per row is close to its size in the file and cutting is a join.
+One open buffer per id type (a batch file holds one id type). Within a buffer each profile
+has one row; each attribute keeps the newest value (guarantee 2 in docs/guarantees.md): an
+event replaces a cell when it comes from the same partition as the cell (a later offset,
+since partitions are read in order) or when its ``occurred_at`` is not older. Cells are kept
+already percent-encoded, so memory per row is close to its size in the file and cutting is a
+join.
 
 The encoded file size is tracked incrementally:
 

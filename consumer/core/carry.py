@@ -10,7 +10,7 @@ whichever batch Target applies last holds every attribute.
 Once a batch is complete its rows are no longer carried, but their timestamps stay as a
 *guard*: an event for the same attribute that is older and comes from another partition
 (say the POS topic lagging behind the CRM topic) is still recognised as stale and
-dropped, so rule 2 holds across batches too.
+dropped, so guarantee 2 (docs/guarantees.md) holds across batches too.
 
 Memory is bounded by a number of profiles; past it the least recently sent profiles are
 forgotten and counted as evictions. Pure logic: no I/O, no clock.

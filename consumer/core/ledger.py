@@ -1,4 +1,5 @@
-"""The offset ledger: per partition, commit only what is settled (rule 1).
+"""The offset ledger: per partition, commit only what is settled
+(guarantee 1 in docs/guarantees.md).
 
 Every consumed offset is tracked against a *unit* that settles it: the batch its row went
 into, a dead-letter write, or ``SETTLED`` for an event that needed nothing (skipped). The

@@ -1,10 +1,11 @@
 """What happens once Target has answered: settling, following, resubmitting, dead-lettering.
 
 The consume loop hands every finished upload (``BulkResult``) and every final batch status
-(``StatusOutcome``) to ``Outcomes``, which keeps rules 1, 6 and 11: an accepted batch
-settles its offsets and is followed to completion; a rejected one goes to the DLQ row by
-row (or stops the service); a stuck one is resubmitted, without the rows later batches
-carried forward, then dead-lettered. Runs on the loop's thread.
+(``StatusOutcome``) to ``Outcomes``, which keeps guarantees 1, 6 and 11 of
+docs/guarantees.md: an accepted batch settles its offsets and is followed to completion; a
+rejected one goes to the DLQ row by row (or stops the service); a stuck one is resubmitted,
+without the rows later batches carried forward, then dead-lettered. Runs on the loop's
+thread.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ single updater, status tracker), which report back on queues this loop drains. E
 4. store the settled offsets (librdkafka auto-commits stored offsets);
 5. pause or resume partitions for backpressure; update metrics once.
 
-Rebalance and shutdown follow rules 9 and 10 (see ``docs/guarantees.md``).
+Rebalance and shutdown follow guarantees 9 and 10 in ``docs/guarantees.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The dead-letter topic: poison records and rejected rows, with why (rules 6 and 8).
+"""The dead-letter topic: poison records and rejected rows, with why
+(guarantees 6 and 8 in docs/guarantees.md).
 
 Each record keeps the original key and value bytes (for a rejected batch row: the row as
 JSON) and carries headers naming the stage, reason, error class and message, and where

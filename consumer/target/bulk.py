@@ -1,4 +1,5 @@
-"""Sending batch files to the Bulk API from worker threads, with retries (rule 6).
+"""Sending batch files to the Bulk API from worker threads, with retries
+(guarantee 6 in docs/guarantees.md).
 
 The consume loop submits ``BatchFile``s; one worker per id type posts them **in the order
 they were cut**, retrying retryable failures with capped exponential backoff and full

@@ -1,4 +1,5 @@
-"""The single-update budget: at most N calls in any rolling 24 hours (rule 5).
+"""The single-update budget: at most N calls in any rolling 24 hours
+(guarantee 5 in docs/guarantees.md).
 
 Spending is counted in one-minute buckets, so the window slides with a minute's
 granularity and memory is 1,440 counters whatever the rate. ``to_state`` and

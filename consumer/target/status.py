@@ -1,4 +1,5 @@
-"""Following every accepted batch to completion through its batchStatus URL (rule 11).
+"""Following every accepted batch to completion through its batchStatus URL
+(guarantee 11 in docs/guarantees.md).
 
 A background thread polls each batch's status (with ``showDetails=true``) on a backoff
 schedule until it is ``complete``, ``stuck`` or older than the maximum age, and reports the

@@ -1,4 +1,5 @@
-"""The urgent path: URGENT events also go at once to the Single Profile Update API (rule 5).
+"""The urgent path: URGENT events also go at once to the Single Profile Update API
+(guarantee 5 in docs/guarantees.md).
 
 A speed path on top of bulk: the event keeps its bulk row, which settles its offset, so
 anything that stops a single call (budget spent, an id with ``+`` or ``/``, parameters

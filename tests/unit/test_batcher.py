@@ -334,7 +334,8 @@ def test_files_applied_in_order_hold_the_newest_value_of_every_attribute(
     limits: BatchLimits, specs: list[tuple[dict[str, Any], float]]
 ) -> None:
     # Carry-forward remembers every pending row, so no stale value can come back in a
-    # later file: folding the files in order gives rule 2's answer.
+    # later file: folding the files in order gives the answer of guarantee 2
+    # (docs/guarantees.md).
     batcher = Batcher(limits, CarryForward(10_000))
     offsets = _Offsets()
     now = 0.0
@@ -399,7 +400,7 @@ def test_events_through_validation_and_batching_reach_the_fold_of_the_events(see
     assert fold_batches(f.body for f in files) == fold(events)
 
 
-# ---------------------------------------------------------------- coalescing and rule 2
+# ------------------------------------------- coalescing and guarantee 2 (docs/guarantees.md)
 
 
 def test_events_of_one_profile_become_one_row_with_the_newest_value_per_attribute() -> None:

@@ -1,4 +1,5 @@
-"""The offset ledger (rule 1): an offset is committed only when everything up to it settled.
+"""The offset ledger (guarantee 1 in docs/guarantees.md):
+an offset is committed only when everything up to it settled.
 
 The property test plays random interleavings of track / settle / forget over several
 partitions and units against a model that keeps every tracked offset in a plain list.
