@@ -161,7 +161,7 @@ def test_with_the_limit_off_calls_per_minute_are_still_measured(
     up = emu.target.upload(batch(f"{TP},a", "p1,x"))
     for _ in range(80):
         assert status_of(emu, up.status_url).status_code == 200
-    rate = emu.control.stats()["bulk_rate"]
+    rate = emu.control.bulk_rate()
     assert (rate["refused_503"], rate["peak_calls_in_window"], rate["calls_counted"]) == (
         0,
         81,
@@ -250,11 +250,8 @@ def test_lost_rows_are_reported_complete_and_listed_by_the_controls(
         assert ("thirdPartyId", row["id"]) not in state
         assert row["attributes"] == {"a": "v" + row["id"][1:]}
         assert row["row"] == int(row["id"][1:]) + 1
-    listed = httpx.Client(transport=httpx.WSGITransport(app=emu.app)).get(
-        "http://target.test/_emulator/lost"
-    )
-    assert [(x["batchId"], x["row"]) for x in listed.json()["lost"]] == [
-        (up.batch_id, row["row"]) for row in lost
+    assert [(x["batchId"], x["row"], x["id"]) for x in emu.control.lost()] == [
+        (up.batch_id, row["row"], row["id"]) for row in lost
     ]
     assert emu.control.stats()["rows"]["lost"] == 10
     # Same seed, same batches: the same rows are lost.
