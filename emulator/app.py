@@ -4,9 +4,10 @@
 it in-process with ``httpx.Client(transport=httpx.WSGITransport(app=app))`` and a fake
 clock; ``emulator.server`` serves the same object on a real port.
 
-Every Target API request goes: count -> fault plan -> bearer token -> handler -> record in
-the request log. Reads (batch status, fetch, controls) first apply whatever is due, so they
-never show a state older than the clock; uploads only queue work. A fault that drops the
+Every Target API request goes: count -> fault plan -> bulk rate limit (bulk uploads and
+batch-status calls only) -> bearer token -> handler -> record in the request log. Reads
+(batch status, fetch, controls) first apply whatever is due, so they never show a state
+older than the clock; uploads only queue work. A fault that drops the
 connection raises ``DropConnection``; the real server then closes the socket without
 answering (in-process, the exception reaches the test).
 """
@@ -28,6 +29,7 @@ from emulator.auth import TokenCheck
 from emulator.batchfile import BatchRejected, inspect
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultPlan, FaultRule
+from emulator.ratelimit import RollingRateLimit
 from emulator.state import QuotaExceeded, Store, iso
 from emulator.wsgi import (
     Reply,
@@ -46,7 +48,10 @@ StartResponse = Callable[..., Any]
 # refused without being read.
 _MULTIPART_SLACK = 64 * 1024
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_SINGLE_OK = b"trueRequest successfully submitted"
+# The single-update answer as the older Adobe guide prints it in full.
+_SINGLE_OK = [("success", "true"), ("pcId", ""), ("message", "Request successfully submitted")]
+# The APIs that share the tenant's budget of bulk-API calls.
+_RATE_LIMITED = ("bulk", "status")
 _API_COUNTERS = {
     "bulk": "bulk_requests",
     "single": "single_requests",
@@ -92,6 +97,7 @@ class EmulatorApp:
         """Forget everything: profiles, batches, quota, counters, faults, request log."""
         self.store.reset()
         self.faults.clear()
+        self.rate = RollingRateLimit(self.config.bulk_rate_limit, self.config.bulk_rate_window)
         self.log: deque[dict[str, Any]] = deque(maxlen=self.config.request_log_size)
         self._log_seq = 0
         self.counts: dict[str, int] = dict.fromkeys(_API_COUNTERS.values(), 0)
@@ -126,12 +132,21 @@ class EmulatorApp:
 
     def _target_api(self, request: Request) -> Reply:
         started = time.perf_counter()
-        api, handler = self._route(request.path)
+        api, handler, own_client = self._route(request.path)
         with self.lock:
             self.counts[_API_COUNTERS[api]] += 1
             rule = self.faults.pick(api) if api != "other" else None
             if rule is not None:
                 self._count_fault(rule)
+            # A call answered or dropped by a fault never reached Target: it uses none of
+            # the tenant's budget (latency and stuck faults let the call through).
+            reaches_target = rule is None or (not rule.drop and rule.status is None)
+            limited = (
+                reaches_target
+                and own_client
+                and api in _RATE_LIMITED
+                and not self.rate.try_admit(self.clock())
+            )
         batch_id: str | None = None
         reply: Reply | None = None
         if rule is not None:
@@ -147,6 +162,15 @@ class EmulatorApp:
                 else:
                     message = f"injected fault: HTTP {rule.status}"
                     reply = error_reply(api, rule.status, message, headers)
+        if reply is None and limited:
+            self._reject("rate_limited")
+            limit, window = self.config.bulk_rate_limit, self.config.bulk_rate_window
+            reply = error_reply(
+                api,
+                503,
+                f"Service unavailable: more than {limit} bulk API calls "
+                f"in {window:g} seconds for this client",
+            )
         if reply is None:
             if api != "other" and not self.tokens.allows(request.header("Authorization")):
                 self._reject("unauthorized")
@@ -161,7 +185,10 @@ class EmulatorApp:
         self._record(request, api, reply.status, batch_id, rule.kind if rule else None, started)
         return reply
 
-    def _route(self, path: str) -> tuple[str, Callable[[Request, bool], tuple[Reply, str | None]]]:
+    def _route(
+        self, path: str
+    ) -> tuple[str, Callable[[Request, bool], tuple[Reply, str | None]], bool]:
+        """(API class, handler, whether the path names this emulator's client code)."""
         if path.startswith("/m2/"):
             _, _, rest = path.partition("/m2/")
             client, _, tail = rest.partition("/")
@@ -169,11 +196,11 @@ class EmulatorApp:
             if route is not None:
                 api, handler = route
                 if client != self.config.client:
-                    return api, functools.partial(self._unknown_client, api)
-                return api, handler
+                    return api, functools.partial(self._unknown_client, api), False
+                return api, handler, True
         elif path.startswith("/rest/v1/profiles/"):
-            return "fetch", self._fetch
-        return "other", self._not_found
+            return "fetch", self._fetch, True
+        return "other", self._not_found, False
 
     # -- bookkeeping (callers hold no lock)
 
@@ -257,7 +284,13 @@ class EmulatorApp:
                 if found is None:
                     raise BatchRejected("no_file_field", "Multipart upload has no 'file' field")
                 body = found
-            batch = inspect(body, max_bytes=cfg.max_batch_bytes, max_rows=cfg.max_batch_rows)
+            batch = inspect(
+                body,
+                max_bytes=cfg.max_batch_bytes,
+                max_rows=cfg.max_batch_rows,
+                decoding=cfg.decoding,
+                long_id=cfg.long_id,
+            )
         except BatchRejected as exc:
             self._reject(exc.reason)
             with self.lock:
@@ -282,9 +315,12 @@ class EmulatorApp:
         if not batch_id:
             self._reject("missing_batch_id")
             return error_reply("status", 400, "Parameter batchId is required"), None
+        withheld = None
         with self.lock:
             record = self.store.batch(batch_id)
-            if record is None:
+            if record is not None:
+                withheld = self.store.status_withheld(record)
+            if record is None or withheld is not None:
                 reply = None
             else:
                 fields: list[tuple[str, object]] = [
@@ -301,7 +337,9 @@ class EmulatorApp:
                     ]
                 reply = xml_reply(200, fields)
         if reply is None:
-            self._reject("unknown_batch")
+            # Evicted, expired and never-seen ids get the same answer: Target keeps nothing
+            # to tell them apart. The rejection reason in the stats does.
+            self._reject(withheld or "unknown_batch")
             return error_reply("status", 404, f"Batch {batch_id} not found"), batch_id
         return reply, batch_id
 
@@ -312,22 +350,27 @@ class EmulatorApp:
         if request.method == "GET":
             if len(request.raw_target.encode("utf-8")) > cfg.single_get_max_bytes:
                 self._reject("uri_too_long")
-                return text_reply(414, "Request-URI Too Long: the GET limit is 8 KB"), None
+                message = "Request-URI Too Long: the GET limit is 8 KB"
+                return error_reply("single", 414, message), None
             params = request.query
         elif request.method == "POST":
             if request.content_length > cfg.single_post_max_bytes:
                 self._reject("body_too_large")
-                return text_reply(413, "Request Entity Too Large: the POST limit is 60 KB"), None
+                return error_reply(
+                    "single", 413, "Request Entity Too Large: the POST limit is 60 KB"
+                ), None
             if len(request.raw_target.encode("utf-8")) > cfg.single_get_max_bytes:
                 self._reject("uri_too_long")
-                return text_reply(414, "Request-URI Too Long"), None
+                return error_reply("single", 414, "Request-URI Too Long"), None
             body = request.body().decode("utf-8", errors="replace")
             params = f"{request.query}&{body}" if request.query else body
         else:
             return self._method_not_allowed("single", "GET, POST")
         if _BAD_ESCAPE.search(params):
             self._reject("bad_escape")
-            return text_reply(400, "Invalid URL encoding: '%' not followed by two hex digits"), None
+            return error_reply(
+                "single", 400, "Invalid URL encoding: '%' not followed by two hex digits"
+            ), None
         third_party = pc = None
         attributes: dict[str, str] = {}
         any_profile_param = False
@@ -344,24 +387,28 @@ class EmulatorApp:
             id_type, profile_id = "thirdPartyId", third_party
             if "+" in profile_id or "/" in profile_id:
                 self._reject("bad_id")
-                return text_reply(400, "mbox3rdPartyId must not contain '+' or '/'"), None
+                message = "mbox3rdPartyId must not contain '+' or '/'"
+                return error_reply("single", 400, message), None
         elif pc:
             id_type, profile_id = "pcId", pc
         else:
             self._reject("missing_id")
-            return text_reply(400, "Parameter mbox3rdPartyId or mboxPC is required"), None
+            message = "Parameter mbox3rdPartyId or mboxPC is required"
+            return error_reply("single", 400, message), None
         if not any_profile_param:
             self._reject("no_attributes")
-            return text_reply(400, "No profile.* parameter given"), None
+            return error_reply("single", 400, "No profile.* parameter given"), None
         try:
             with self.lock:
                 self.store.accept_single(id_type, profile_id, attributes)
         except QuotaExceeded:
             self._reject("quota_exceeded")
-            return text_reply(
-                429, "Single profile update quota exceeded for the last 24 hours: use the bulk API"
+            return error_reply(
+                "single",
+                429,
+                "Single profile update quota exceeded for the last 24 hours: use the bulk API",
             ), None
-        return text_reply(200, _SINGLE_OK), None
+        return xml_reply(200, _SINGLE_OK), None
 
     # -- fetch
 

@@ -56,6 +56,17 @@ class EmulatorControl:
         result: dict[str, Any] = self._get("/stats")
         return result
 
+    def bulk_rate(self) -> dict[str, Any]:
+        """The bulk-API call counters: ``limit``, ``calls_counted``, ``refused_503``,
+        ``calls_in_window``, ``peak_calls_in_window`` (kept with the limit off too)."""
+        result: dict[str, Any] = self.stats()["bulk_rate"]
+        return result
+
+    def lost(self) -> list[dict[str, Any]]:
+        """Rows lost to ``bulk_loss_rate``: ``{"batchId", "idType", "row", "id", "attributes"}``."""
+        result: list[dict[str, Any]] = self._get("/lost")["lost"]
+        return result
+
     def profiles(self, details: bool = False) -> dict[str, dict[str, Any]]:
         """``{"thirdPartyId": {id: {attr: value}}, "pcId": {...}}``; with ``details``,
         each attribute is ``{"value", "modifiedAt", "appliedAt", "source"}``."""

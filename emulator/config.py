@@ -19,6 +19,13 @@ SINGLE_GET_MAX_BYTES = 8 * 1024  # single update by GET: 8 KB
 SINGLE_POST_MAX_BYTES = 60 * 1024  # single update by POST: 60 KB
 SINGLE_QUOTA = 1_000_000  # single updates per rolling 24 hours per tenant
 QUOTA_WINDOW_SECONDS = 24 * 3600.0
+MAX_THIRD_PARTY_ID_CHARS = 256  # Target's limits page: mbox3rdPartyId, 256 characters
+# "50 calls per minute for the Admin, Reporting, and bulk profile update APIs" (limits page).
+BULK_RATE_LIMIT = 50
+BULK_RATE_WINDOW_SECONDS = 60.0
+# The older bulk guide: "only the previous 10 statuses are stored, for a maximum of 24 hours".
+STATUS_RETENTION_COUNT = 10
+STATUS_RETENTION_SECONDS = 24 * 3600.0
 
 # Emulator housekeeping.
 REQUEST_LOG_SIZE = 10_000  # recent requests kept for /_emulator/requests
@@ -32,6 +39,11 @@ RETAIN_BATCH_BYTES = 256 * 1024 * 1024
 TICK_SECONDS = 0.05
 
 OVERRIDE_MODES = ("merge", "replace-pending")
+# A: split rows and cells, then percent-decode each cell. B: percent-decode the whole
+# `batch` parameter, then split (an encoded comma or line break shifts cells or rows).
+DECODINGS = ("A", "B")
+# What a bulk row does with a thirdPartyId over 256 characters (Target's docs are silent).
+LONG_ID_MODES = ("fail", "accept", "truncate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +57,15 @@ class EmulatorConfig:
     single_get_max_bytes: int = SINGLE_GET_MAX_BYTES
     single_post_max_bytes: int = SINGLE_POST_MAX_BYTES
     override_mode: str = "merge"
+    decoding: str = "A"
+    long_id: str = "fail"
     single_quota: int = SINGLE_QUOTA
+    bulk_rate_limit: int = BULK_RATE_LIMIT
+    bulk_rate_window: float = BULK_RATE_WINDOW_SECONDS
+    status_retention_count: int = STATUS_RETENTION_COUNT
+    status_retention_seconds: float = STATUS_RETENTION_SECONDS
+    bulk_loss_rate: float = 0.0
+    bulk_loss_seed: int = 0
     token: str | None = None
     token_file: str | None = None
     request_log_size: int = REQUEST_LOG_SIZE
@@ -57,7 +77,17 @@ class EmulatorConfig:
             raise ValueError("client must be a non-empty client code without '/'")
         if self.override_mode not in OVERRIDE_MODES:
             raise ValueError(f"override_mode must be one of {', '.join(OVERRIDE_MODES)}")
-        for name in ("bulk_apply_delay", "single_apply_delay", "retain_batch_bytes"):
+        if self.decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}")
+        if self.long_id not in LONG_ID_MODES:
+            raise ValueError(f"long_id must be one of {', '.join(LONG_ID_MODES)}")
+        for name in (
+            "bulk_apply_delay",
+            "single_apply_delay",
+            "retain_batch_bytes",
+            "bulk_rate_limit",
+            "status_retention_count",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         for name in (
@@ -70,6 +100,11 @@ class EmulatorConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        for name in ("bulk_rate_window", "status_retention_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if not 0.0 <= self.bulk_loss_rate <= 1.0:
+            raise ValueError("bulk_loss_rate must be between 0 and 1")
         if self.single_quota < 0:
             raise ValueError("single_quota must be >= 0")
         if self.tick_seconds <= 0:
@@ -162,6 +197,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=OVERRIDE_MODES,
         default=d.override_mode,
         help="how a v2 batch treats an earlier pending batch for the same profile",
+    )
+    parser.add_argument(
+        "--decoding",
+        choices=DECODINGS,
+        default=d.decoding,
+        help="A: split the file, then decode each cell (default); "
+        "B: decode the whole batch, then split (encoded commas and line breaks shift cells)",
+    )
+    parser.add_argument(
+        "--long-id",
+        choices=LONG_ID_MODES,
+        default=d.long_id,
+        help="a bulk row whose thirdPartyId is over 256 characters: fail the row (default), "
+        "accept it as is, or truncate the id to 256 characters",
+    )
+    parser.add_argument(
+        "--bulk-rate-limit",
+        type=int,
+        default=d.bulk_rate_limit,
+        metavar="N",
+        help="bulk uploads plus batch-status calls allowed per rolling --bulk-rate-window; "
+        "past it HTTP 503 (default 50; 0 turns the limit off)",
+    )
+    parser.add_argument(
+        "--bulk-rate-window",
+        type=float,
+        default=d.bulk_rate_window,
+        metavar="SECONDS",
+        help="the rolling window of --bulk-rate-limit (default 60)",
+    )
+    parser.add_argument(
+        "--status-retention-count",
+        type=int,
+        default=d.status_retention_count,
+        metavar="N",
+        help="batch statuses answered: only the last N accepted batches (default 10; 0 = all)",
+    )
+    parser.add_argument(
+        "--status-retention-seconds",
+        type=float,
+        default=d.status_retention_seconds,
+        metavar="SECONDS",
+        help="a batch status is answered at most this long after the upload (default 86400)",
+    )
+    parser.add_argument(
+        "--bulk-loss-rate",
+        type=float,
+        default=d.bulk_loss_rate,
+        metavar="SHARE",
+        help="share of the rows of each applied batch silently lost, as Target may "
+        "(0 to 1; default 0; Adobe documents up to 0.001)",
+    )
+    parser.add_argument(
+        "--bulk-loss-seed",
+        type=int,
+        default=d.bulk_loss_seed,
+        metavar="N",
+        help="seed of the lost-row draw, so a run replays identically (default 0)",
     )
     parser.add_argument(
         "--single-quota",

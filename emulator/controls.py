@@ -6,7 +6,8 @@
 - ``POST /_emulator/reset``: forget profiles, batches, quota, counters, faults and requests.
 - ``GET /_emulator/profiles[?details=true]``: every stored profile.
 - ``GET /_emulator/batches`` and ``GET /_emulator/batches/ID``: accepted batches; one with
-  its decoded rows.
+  its decoded rows and the rows it lost.
+- ``GET /_emulator/lost``: every row lost under ``bulk_loss_rate`` (batch, row, id, values).
 - ``POST /_emulator/tick``: apply what is due now (the server also does so on its own).
 - ``GET /_emulator/config``: the effective settings (token redacted).
 """
@@ -23,6 +24,7 @@ from emulator.wsgi import Reply, Request, error_reply, json_reply
 
 if TYPE_CHECKING:
     from emulator.app import EmulatorApp
+    from emulator.state import BatchRecord
 
 
 def handle(app: EmulatorApp, request: Request) -> Reply:
@@ -65,7 +67,21 @@ def handle(app: EmulatorApp, request: Request) -> Reply:
         return json_reply(200, settings)
     if name == "batches" and method == "GET":
         with app.lock:
-            return json_reply(200, {"batches": [b.summary() for b in app.store.batches()]})
+            views = [_summary(app, b) for b in app.store.batches()]
+        return json_reply(200, {"batches": views})
+    if name == "lost" and method == "GET":
+        with app.lock:
+            lost = [
+                {
+                    "batchId": record.batch_id,
+                    "idType": record.id_type,
+                    "row": row.row,
+                    "id": row.profile_id,
+                    "attributes": row.attributes,
+                }
+                for record, row in app.store.lost_rows()
+            ]
+        return json_reply(200, {"lost": lost})
     if name.startswith("batches/") and method == "GET":
         return _batch(app, name[len("batches/") :])
     return error_reply("control", 404, f"no control {method} /_emulator/{name}")
@@ -95,6 +111,7 @@ def stats(app: EmulatorApp) -> dict[str, Any]:
                 "not_found": c["rows_not_found"],
                 "failed": c["rows_failed"],
                 "discarded": c["rows_discarded"],
+                "lost": c["rows_lost"],
             },
             "single_updates": {
                 "accepted": c["single_accepted"],
@@ -106,6 +123,7 @@ def stats(app: EmulatorApp) -> dict[str, Any]:
             "single_quota_used": store.quota.used(now),
             "single_quota_limit": store.quota.limit,
             "pending_batches": pending_batches,
+            "bulk_rate": app.rate.describe(now),
             "rejections": dict(app.rejections),
             "faults_injected": {
                 **app.faults_injected,
@@ -113,6 +131,13 @@ def stats(app: EmulatorApp) -> dict[str, Any]:
             },
             "profiles": store.profile_count(),
         }
+
+
+def _summary(app: EmulatorApp, record: BatchRecord) -> dict[str, Any]:
+    """A batch as the controls show it; the caller holds the app's lock."""
+    view = record.summary()
+    view["statusAnswered"] = app.store.status_withheld(record) is None
+    return view
 
 
 def _requests(app: EmulatorApp, request: Request) -> dict[str, Any]:
@@ -133,7 +158,11 @@ def _batch(app: EmulatorApp, batch_id: str) -> Reply:
         record = app.store.batch(batch_id)
         if record is None:
             return error_reply("control", 404, f"unknown batch {batch_id}")
-        view = record.summary()
+        view = _summary(app, record)
+        view["lost"] = [
+            {"row": row.row, "id": row.profile_id, "attributes": row.attributes}
+            for row in record.lost
+        ]
         file = record.file
     if file is not None:
         view["header"] = list(file.names)

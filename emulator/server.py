@@ -323,9 +323,17 @@ def run(args: argparse.Namespace) -> int:
     server.start()
     print(f"emulator listening on {server.url}", flush=True)
     auth = "on" if config.token or config.token_file else "off"
+    rate = (
+        f"{config.bulk_rate_limit}/{config.bulk_rate_window:g}s"
+        if config.bulk_rate_limit
+        else "off"
+    )
     print(
         f"emulator: client={config.client} bulk_apply_delay={config.bulk_apply_delay}s "
-        f"override_mode={config.override_mode} auth={auth}",
+        f"override_mode={config.override_mode} decoding={config.decoding} "
+        f"bulk_rate_limit={rate} status_retention={config.status_retention_count or 'all'}/"
+        f"{config.status_retention_seconds:g}s bulk_loss_rate={config.bulk_loss_rate:g} "
+        f"auth={auth}",
         file=sys.stderr,
         flush=True,
     )

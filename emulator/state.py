@@ -15,6 +15,7 @@ one of the LAST applied write, whichever API it came through.
 from __future__ import annotations
 
 import heapq
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class BatchRecord:
     skipped_empty: bool = False
     ids: set[str] = field(default_factory=set)  # replace-pending bookkeeping only
     discarded_ids: set[str] = field(default_factory=set)
+    ordinal: int = 0  # 1-based acceptance order since the last reset (status retention)
+    lost: list[LostRow] = field(default_factory=list)  # rows silently lost (bulk_loss_rate)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -95,7 +98,18 @@ class BatchRecord:
             "discardedRows": self.discarded_rows,
             "skippedEmpty": self.skipped_empty,
             "rowsRetained": self.file is not None,
+            "cutLines": self.file.cut_lines if self.file is not None else None,
+            "lostRows": len(self.lost),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class LostRow:
+    """A row of a completed batch that Target reported as processed but never stored."""
+
+    row: int
+    profile_id: str
+    attributes: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -112,6 +126,10 @@ class QuotaExceeded(Exception):
     pass
 
 
+# Why a batch status is not answered (the reply is the same; the stats tell them apart).
+UNKNOWN_BATCH, STATUS_EVICTED, STATUS_EXPIRED = "unknown_batch", "status_evicted", "status_expired"
+
+
 class Store:
     def __init__(
         self, config: EmulatorConfig, clock: Callable[[], float], wall: Callable[[], float]
@@ -125,6 +143,7 @@ class Store:
     def reset(self) -> None:
         self._profiles: dict[str, dict[str, Profile]] = {t: {} for t in ID_TYPES}
         self._batches: dict[str, BatchRecord] = {}
+        self._accepted = 0  # batches accepted since the reset: the newest ordinal
         self._heap: list[tuple[float, int, BatchRecord | SingleUpdate]] = []
         self._seq = 0
         self._single_seq = 0
@@ -144,6 +163,7 @@ class Store:
             "rows_not_found": 0,
             "rows_failed": 0,
             "rows_discarded": 0,
+            "rows_lost": 0,
             "single_accepted": 0,
             "single_applied": 0,
             "single_not_found": 0,
@@ -170,6 +190,8 @@ class Store:
             due=now + self.config.bulk_apply_delay,
             status="stuck" if stuck else "incomplete",
         )
+        self._accepted += 1
+        record.ordinal = self._accepted
         self._batches[batch_id] = record
         c = self.counts
         c["batches_accepted"] += 1
@@ -203,6 +225,24 @@ class Store:
     def batch(self, batch_id: str) -> BatchRecord | None:
         self.advance()
         return self._batches.get(batch_id)
+
+    def status_withheld(self, record: BatchRecord) -> str | None:
+        """Why Target no longer answers this batch's status, or None while it does.
+
+        Only the last ``status_retention_count`` batches accepted are answered, each for at
+        most ``status_retention_seconds`` after it was accepted. The batch itself is still
+        applied: only its status is forgotten.
+        """
+        keep = self.config.status_retention_count
+        if keep and self._accepted - record.ordinal >= keep:
+            return STATUS_EVICTED
+        if self._clock() - record.accepted_at >= self.config.status_retention_seconds:
+            return STATUS_EXPIRED
+        return None
+
+    def lost_rows(self) -> list[tuple[BatchRecord, LostRow]]:
+        self.advance()
+        return [(record, lost) for record in self._batches.values() for lost in record.lost]
 
     def batches(self) -> list[BatchRecord]:
         self.advance()
@@ -267,6 +307,7 @@ class Store:
         cap = self.config.max_profile_bytes
         successful = not_found = failed = dropped = 0
         any_value = False
+        doomed = self._rows_to_lose(record)
         for row in iter_rows(file):
             if row.error is not None:
                 failed += 1
@@ -279,6 +320,15 @@ class Store:
                 continue
             if row.attributes:
                 any_value = True
+                if doomed and row.number in doomed:
+                    # Adobe's documented loss: counted as it would have been, never stored.
+                    outcome = _write(
+                        table, row.profile_id, row.attributes, write, create, cap, dry=True
+                    )
+                    if outcome == OK:
+                        record.lost.append(LostRow(row.number, row.profile_id, row.attributes))
+                        successful += 1
+                        continue
             outcome = _write(table, row.profile_id, row.attributes, write, create, cap)
             if outcome == OK:
                 successful += 1
@@ -303,6 +353,7 @@ class Store:
         c["rows_not_found"] += not_found
         c["rows_failed"] += failed
         c["rows_discarded"] += dropped
+        c["rows_lost"] += len(record.lost)
         if record.skipped_empty:
             c["batches_skipped_empty"] += 1
         if record.ids:
@@ -312,6 +363,21 @@ class Store:
                     del index[pid]
             record.ids = set()
         self._retain(record)
+
+    def _rows_to_lose(self, record: BatchRecord) -> set[int]:
+        """The row numbers this batch loses under ``bulk_loss_rate``; the same on every run.
+
+        The share is exact in expectation: ``rate * rows`` rounded up or down at random, so
+        a 0.1% loss still hits small batches now and then. The draw depends only on the seed
+        and the batch's acceptance order, not on timing.
+        """
+        rate = self.config.bulk_loss_rate
+        rows = record.row_count
+        if rate <= 0.0 or rows == 0:
+            return set()
+        rng = random.Random(f"{self.config.bulk_loss_seed}/{record.ordinal}")
+        count = min(rows, int(rate * rows + rng.random()))
+        return set(rng.sample(range(1, rows + 1), count)) if count else set()
 
     def _apply_single(self, update: SingleUpdate, write: Write) -> None:
         table = self._profiles[update.id_type]
@@ -377,8 +443,12 @@ def _write(
     write: Write,
     create: bool,
     cap: int,
+    dry: bool = False,
 ) -> int:
-    """Merge non-empty ``attributes`` into one profile, all or nothing under the size cap."""
+    """Merge non-empty ``attributes`` into one profile, all or nothing under the size cap.
+
+    With ``dry``, only say what the outcome would be; nothing is stored.
+    """
     profile = table.get(profile_id)
     if profile is None:
         if not create:
@@ -388,6 +458,8 @@ def _write(
         size = utf8_len("".join(attributes)) + utf8_len("".join(attributes.values()))
         if size > cap:
             return FAILED
+        if dry:
+            return OK
         profile = Profile()
         profile.attrs = dict(zip(attributes, zip(attributes.values(), repeat(write)), strict=False))
         profile.size = size
@@ -412,6 +484,8 @@ def _write(
     )
     if profile.size + delta > cap:
         return FAILED
+    if dry:
+        return OK
     stored.update(zip(attributes, zip(attributes.values(), repeat(write)), strict=False))
     profile.size += delta
     return OK

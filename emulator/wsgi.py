@@ -113,7 +113,7 @@ def error_reply(
     api: str, status: int, message: str, headers: Iterable[tuple[str, str]] = ()
 ) -> Reply:
     """An error in the shape of the API that was called."""
-    if api in ("bulk", "status"):
+    if api in ("bulk", "status", "single"):
         reply = xml_reply(status, [("success", "false"), ("message", message)])
         reply.headers.extend(headers)
         return reply

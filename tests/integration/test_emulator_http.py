@@ -109,13 +109,18 @@ def test_file_rules_over_http(emulator_server: Callable[..., RunningEmulator]) -
     emulator = emulator_server(max_batch_rows=3, max_batch_bytes=200, max_profile_bytes=30)
     with httpx.Client(base_url=emulator.url, timeout=10) as http:
         target = Target(http)
-        decoded = target.upload(batch(f"{TP},a,b,c", "p1,a+b,x&y,caf%C3%A9", "p2,,,"))
+        decoded = target.upload(batch(f"{TP},a,b,c", "p1,a+b,x%26y,caf%C3%A9", "p2,,,"))
         assert target.status(decoded)["successfulUpdates"] == "2"
-        assert target.attrs("p1") == {"a": "a b", "b": "x", "c": "café"}
+        assert target.attrs("p1") == {"a": "a b", "b": "x&y", "c": "café"}
         assert target.attrs("p2") is None  # only empty values: nothing to create
+        # A raw '&' ends the batch: p3 keeps what precedes it, p4 never arrives.
+        cut = target.upload(batch(f"{TP},a,b", "p3,x,y&z", "p4,x,y"))
+        assert target.status(cut)["batchSize"] == "1"
+        assert (target.attrs("p3"), target.attrs("p4")) == ({"a": "x", "b": "y"}, None)
         rejected = {
             "bad %": batch(f"{TP},a", "p1,%G0"),
             "header": batch("batch=ecid,a", "p1,x"),
+            "prefix": batch(f"{TP},profile.a", "p1,x"),
             "rows": batch(f"{TP},a", "p1,x", "p2,x", "p3,x", "p4,x"),
             "bytes": batch(f"{TP},a", "p1," + "x" * 200),
         }
@@ -124,14 +129,16 @@ def test_file_rules_over_http(emulator_server: Callable[..., RunningEmulator]) -
             assert (up.success, up.status_url) == (False, ""), name
         capped = target.upload(batch(f"{TP},big", "p1," + "z" * 30))
         assert target.status(capped)["failedUpdates"] == "1"
-        v1 = target.upload(batch(f"{TP},a", "p1,new", "ghost,x"), version="v1")
+        v1 = target.upload(batch(f"{TP},a", "p1,new", "ghost,x", "p%2F1,x"), version="v1")
         status = target.status(v1)
         assert (status["successfulUpdates"], status["profilesNotFound"]) == ("1", "1")
-        assert target.attrs("p1") == {"a": "new", "b": "x", "c": "café"}
+        assert status["failedUpdates"] == "1"  # a thirdPartyId holding '/' fails its row
+        assert target.attrs("p1") == {"a": "new", "b": "x&y", "c": "café"}
     stats = emulator.control.stats()
     assert stats["rejections"] == {
         "bad_escape": 1,
         "bad_header": 1,
+        "profile_prefix": 1,
         "too_many_rows": 1,
         "too_large": 1,
     }
@@ -143,12 +150,17 @@ def test_single_update_rules_over_http(emulator_server: Callable[..., RunningEmu
         target = Target(http)
         target.upload(batch(f"{TP},a", "crm-1,x"))
         ok = target.single(mbox3rdPartyId="crm-1", **{"profile.b": "1"})
-        assert (ok.status_code, ok.text) == (200, "trueRequest successfully submitted")
+        assert (ok.status_code, ok.text) == (
+            200,
+            "<response><success>true</success><pcId></pcId>"
+            "<message>Request successfully submitted</message></response>",
+        )
         post = target.single("POST", mbox3rdPartyId="crm-1", **{"profile.c": "2"})
         assert post.status_code == 200
         ghost = target.single(mbox3rdPartyId="ghost", **{"profile.b": "1"})
         assert ghost.status_code == 200
-        assert target.single(mbox3rdPartyId="crm-1", **{"profile.d": "3"}).status_code == 429
+        spent = target.single(mbox3rdPartyId="crm-1", **{"profile.d": "3"})
+        assert spent.status_code == 429 and "<success>false</success>" in spent.text
         long_get = http.get(f"/m2/acme/profile/update?mbox3rdPartyId=crm-1&profile.e={'e' * 8200}")
         assert long_get.status_code == 414
         big_post = target.single("POST", mbox3rdPartyId="crm-1", **{"profile.f": "f" * 61500})

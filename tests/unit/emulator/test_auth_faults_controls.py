@@ -187,7 +187,13 @@ def test_stats_count_requests_rows_and_batches(emu: InProcess) -> None:
         1,
         2,
     )
-    assert stats["rows"] == {"successful": 2, "not_found": 0, "failed": 0, "discarded": 0}
+    assert stats["rows"] == {
+        "successful": 2,
+        "not_found": 0,
+        "failed": 0,
+        "discarded": 0,
+        "lost": 0,
+    }
     assert stats["profiles"] == 2 and stats["single_quota_used"] == 1
 
 
@@ -224,12 +230,20 @@ def test_reset_forgets_profiles_batches_quota_and_faults(
 
 
 def test_batch_detail_shows_decoded_rows(emu: InProcess) -> None:
-    up = emu.target.upload(batch(f"{TP},full%20name,b", "p%2B1,Ada+Lovelace,", "p2,,x"))
+    up = emu.target.upload(
+        batch(f"{TP},full%20name,b", "p%201,Ada+Lovelace,", "p2,,x", "p%2B3,Bob,")
+    )
     detail = emu.control.batch(up.batch_id)
     assert detail["header"] == ["full name", "b"]
     assert detail["rows"] == [
-        {"row": 1, "id": "p+1", "attributes": {"full name": "Ada Lovelace"}, "error": None},
+        {"row": 1, "id": "p 1", "attributes": {"full name": "Ada Lovelace"}, "error": None},
         {"row": 2, "id": "p2", "attributes": {"b": "x"}, "error": None},
+        {
+            "row": 3,
+            "id": "p+3",
+            "attributes": {},
+            "error": "thirdPartyId must not contain '+' or '/'",
+        },
     ]
     assert [b["batchId"] for b in emu.control.batches()] == [up.batch_id]
     assert emu.http.get("/_emulator/batches/nope").status_code == 404

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+
+import httpx
+import pytest
 
 from tests.unit.emulator.harness import InProcess, batch
 
 TP = "batch=thirdPartyId"
-OK = "trueRequest successfully submitted"
+# The answer the older Adobe guide prints in full; the current docs show its text content.
+OK = (
+    "<response><success>true</success><pcId></pcId>"
+    "<message>Request successfully submitted</message></response>"
+)
+
+
+def failure(response: httpx.Response) -> str:
+    """The message of a ``success=false`` XML answer (fails the test for any other body)."""
+    assert response.headers["content-type"].startswith("application/xml"), response.text
+    root = ET.fromstring(response.text)
+    assert root.findtext("success") == "false", response.text
+    return root.findtext("message") or ""
 
 
 def seed(emu: InProcess, *ids: str, id_type: str = "thirdPartyId") -> None:
@@ -19,7 +35,8 @@ def test_get_and_post_update_an_existing_profile(emu: InProcess) -> None:
     seed(emu, "crm-1")
     get = emu.target.single(mbox3rdPartyId="crm-1", **{"profile.tier": "gold card"})
     assert (get.status_code, get.text) == (200, OK)
-    assert get.headers["content-type"].startswith("text/plain")
+    assert get.headers["content-type"].startswith("application/xml")
+    assert "".join(ET.fromstring(get.text).itertext()) == "trueRequest successfully submitted"
     post = emu.target.single("POST", mbox3rdPartyId="crm-1", **{"profile.visits": "3"})
     assert (post.status_code, post.text) == (200, OK)
     assert emu.target.attrs("crm-1") == {"seeded": "yes", "tier": "gold card", "visits": "3"}
@@ -53,6 +70,8 @@ def test_request_errors(emu: InProcess) -> None:
         "bad_escape": emu.http.get("/m2/acme/profile/update?mbox3rdPartyId=x&profile.a=100%"),
     }
     assert {k: r.status_code for k, r in cases.items()} == dict.fromkeys(cases, 400)
+    messages = {k: failure(r) for k, r in cases.items()}
+    assert "'+' or '/'" in messages["bad_id"] and "mboxPC" in messages["missing_id"]
     assert emu.control.stats()["rejections"] == dict.fromkeys(cases, 1)
     assert emu.control.stats()["single_quota_used"] == 0  # refused calls spend no quota
 
@@ -63,7 +82,7 @@ def test_get_limit_is_8_kb_of_request_target(emu: InProcess) -> None:
     fits = emu.http.get(base + "x" * (8192 - len(base)))
     assert fits.status_code == 200
     over = emu.http.get(base + "x" * (8193 - len(base)))
-    assert over.status_code == 414
+    assert over.status_code == 414 and "8 KB" in failure(over)
     assert emu.target.attrs("crm-1") == {"seeded": "yes", "a": "x" * (8192 - len(base))}
 
 
@@ -75,7 +94,7 @@ def test_post_limit_is_60_kb_of_body(emu: InProcess) -> None:
     fits = emu.http.post(url, content=prefix + "y" * (61440 - len(prefix)), headers=headers)
     assert fits.status_code == 200
     over = emu.http.post(url, content=prefix + "y" * (61441 - len(prefix)), headers=headers)
-    assert over.status_code == 413
+    assert over.status_code == 413 and "60 KB" in failure(over)
     assert emu.control.stats()["rejections"] == {"body_too_large": 1}
 
 
@@ -87,7 +106,7 @@ def test_rolling_24h_quota(make_emulator: Callable[..., InProcess]) -> None:
     emu.advance(3600)
     assert emu.target.single(mbox3rdPartyId="crm-1", **{"profile.a": "2"}).status_code == 200
     refused = emu.target.single(mbox3rdPartyId="crm-1", **{"profile.a": "3"})
-    assert refused.status_code == 429
+    assert refused.status_code == 429 and "quota" in failure(refused)
     assert emu.control.stats()["single_quota_used"] == 3
     emu.advance(24 * 3600 - 3600 + 1)  # the first two leave the window, the third stays
     assert emu.control.stats()["single_quota_used"] == 1
@@ -158,3 +177,13 @@ def test_single_update_over_the_profile_cap_fails(make_emulator: Callable[..., I
     emu.target.single(mbox3rdPartyId="crm-1", **{"profile.b": "x" * 11})  # 9 + 12 = 21
     assert emu.target.attrs("crm-1") == {"seeded": "yes"}
     assert emu.control.stats()["single_updates"]["failed"] == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
+def test_refusals_outside_the_handler_answer_xml_too(
+    make_emulator: Callable[..., InProcess], method: str
+) -> None:
+    emu = make_emulator(token="secret-token")
+    response = emu.http.request(method, "/m2/acme/profile/update?mbox3rdPartyId=a&profile.b=1")
+    assert response.status_code == 401
+    assert "token" in failure(response) and "secret-token" not in response.text
