@@ -58,6 +58,11 @@ def test_past_the_budget_urgent_events_fall_back_to_bulk(stack: Callable[..., St
     assert s.all_committed(), s.uncommitted()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11: Target refuses + and / in thirdPartyIds in bulk too; such ids must go "
+    "to the DLQ with their own reason instead",
+)
 def test_ids_the_single_api_rejects_still_arrive_through_bulk(
     stack: Callable[..., Stack],
 ) -> None:
