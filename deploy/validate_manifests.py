@@ -119,7 +119,7 @@ def known_env(name: str) -> bool:
     if name in EXTRA_ENV or name in {s.env for s in config.SETTINGS}:
         return True
     if name.startswith(config.KAFKA_PREFIX) and len(name) > len(config.KAFKA_PREFIX):
-        return config._kafka_key(name) is not None
+        return config.kafka_property(name) is not None
     return False
 
 
@@ -500,7 +500,7 @@ def check_overlay(docs: list[dict[str, Any]], name: str) -> Problems:
     secret_settings = {s.env for s in config.SETTINGS if s.secret}
     for cm in _find(docs, "ConfigMap"):
         for key in cm.get("data") or {}:
-            kafka_key = config._kafka_key(key) if key.startswith(config.KAFKA_PREFIX) else None
+            kafka_key = config.kafka_property(key) if key.startswith(config.KAFKA_PREFIX) else None
             if key in secret_settings or kafka_key in SECRET_KAFKA_KEYS:
                 problems.add(f"{where}: ConfigMap {_name(cm)}", f"{key} is a secret: use a Secret")
     settings = load_settings(env, dat, problems)
