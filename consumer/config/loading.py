@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from consumer.config.kafka import KAFKA_PREFIX, kafka_property, wrap_secrets
 from consumer.config.settings import ENV_PREFIX, SETTINGS, Settings
 from consumer.config.values import Secret
@@ -123,6 +121,8 @@ def _inconsistent(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _read_yaml(path: str) -> dict[str, Any]:
+    import yaml  # only when a file is named: keeps `check-config` and start-up quick
+
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh) or {}
