@@ -66,6 +66,8 @@ def secret(help: str, *, key: str = "") -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every setting of the service, built by ``load``; each field is its one declaration."""
+
     # -- Kafka side
     topics: tuple[str, ...] = setting(
         "pos.profile-changes,crm.profile-changes",
