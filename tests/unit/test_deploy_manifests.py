@@ -114,7 +114,7 @@ def test_every_environment_variable_of_the_base_is_a_setting() -> None:
     settings = {s.env for s in config.SETTINGS}
     for name in names:
         assert name in settings or (
-            name.startswith("KAFKA_") and config._kafka_key(name) is not None
+            name.startswith("KAFKA_") and config.kafka_property(name) is not None
         ), name
 
 

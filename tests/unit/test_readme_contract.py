@@ -7,16 +7,29 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from consumer.config import SETTINGS
+from consumer.config import SETTINGS, markdown_table
 from consumer.metrics import Metrics
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
+def _readme_configuration_table() -> str:
+    section = README.split("## Configuration", 1)[1]
+    start = section.index("| Variable |")
+    end = section.index("\n\n", start)
+    return section[start:end] + "\n"
+
+
+def test_the_configuration_table_is_the_catalogue() -> None:
+    # Regenerate with `python -m consumer.config` when a setting changes.
+    assert _readme_configuration_table() == markdown_table()
+
+
 def test_every_setting_is_documented_with_its_default() -> None:
+    table = _readme_configuration_table()
     missing = []
     for setting in SETTINGS:
-        row = re.search(rf"^\| `{setting.env}` \|([^|]*)\|", README, flags=re.M)
+        row = re.search(rf"^\| `{setting.env}` \|([^|]*)\|", table, flags=re.M)
         if row is None:
             missing.append(setting.env)
             continue
