@@ -90,9 +90,13 @@ class Failed(Exception):
     """A check failed; the message says which and why."""
 
 
+PASSED: list[str] = []
+
+
 def check(ok: bool, what: str) -> None:
     if not ok:
         raise Failed(what)
+    PASSED.append(what)
     say(f"ok: {what}")
 
 
@@ -516,9 +520,11 @@ def main() -> int:
         report = run(args.image, args.bootstrap, args.log_dir)
     except Failed as exc:
         say(f"FAILED: {exc} (container logs: {args.log_dir})")
+        print(f"smoke: {len(PASSED)} passed, 1 failed", flush=True)
         return 1
     report["seconds"] = round(time.monotonic() - started, 1)
     say(f"all checks passed: {json.dumps(report)}")
+    print(f"smoke: {len(PASSED)} passed, 0 failed", flush=True)
     return 0
 
 
