@@ -150,6 +150,9 @@ main() {
         die "the image build failed; whole log: $STATE_DIR/build.log"
     fi
     say "built $IMAGE in $((SECONDS - started)) s"
+    # Images of earlier builds that no tag names any more: dropped after a day, so the store
+    # does not grow with every build while the layers of recent ones stay as a cache.
+    podman image prune --force --filter until=24h >/dev/null || true
     print_sbom
 }
 

@@ -78,6 +78,47 @@ FORBIDDEN = {
     ),
 }
 APT_LISTS_ALLOWED = re.compile(r"^var/lib/apt/lists/(lock|partial)$")
+# Paths each rule must catch, and paths of a good image it must let through: a pattern that
+# matched nothing at all would pass every image.
+FORBIDDEN_EXAMPLES = {
+    "compiler or linker": ["usr/bin/gcc-12", "usr/bin/cc", "usr/lib/gcc/x86_64-linux-gnu/12/cc1"],
+    "pip": [
+        "opt/profile-sync/lib/python3.11/site-packages/pip/__init__.py",
+        "usr/lib/python3/dist-packages/pip/__init__.py",
+        "opt/profile-sync/bin/pip3",
+    ],
+    "package cache": [
+        "var/cache/apt/archives/python3_3.11.2-1_amd64.deb",
+        "var/lib/apt/lists/deb.example_dists_bookworm_InRelease",
+        "root/.cache/pip/http/a",
+    ],
+    "tests": [
+        "opt/profile-sync/lib/python3.11/site-packages/certifi/tests/__init__.py",
+        "usr/lib/python3.11/test/__init__.py",
+        "opt/profile-sync/lib/python3.11/site-packages/consumer/test_batcher.py",
+    ],
+}
+ALLOWED_EXAMPLES = [
+    "usr/lib/python3.11/pipes.py",
+    "usr/lib/x86_64-linux-gnu/security/pam_wheel.so",
+    "opt/profile-sync/lib/python3.11/site-packages/cffi/setuptools_ext.py",
+    "usr/lib/python3.11/unittest/case.py",
+    "usr/bin/python3.11",
+    "var/lib/apt/lists/lock",
+    "var/cache/debconf/config.dat",
+]
+
+
+def check_rules() -> None:
+    for what, paths in FORBIDDEN_EXAMPLES.items():
+        missed = [p for p in paths if not FORBIDDEN[what].search(p)]
+        if missed:
+            raise Failed(f"the rule for {what} does not catch {missed}")
+    for path in ALLOWED_EXAMPLES:
+        hit = [w for w, rule in FORBIDDEN.items() if rule.search(path)]
+        if hit and not APT_LISTS_ALLOWED.match(path):
+            raise Failed(f"the rule for {hit} rejects {path}, part of a good image")
+
 
 T = TypeVar("T")
 
@@ -95,7 +136,7 @@ PASSED: list[str] = []
 
 def check(ok: bool, what: str) -> None:
     if not ok:
-        raise Failed(what)
+        raise Failed(f"not so: {what}")
     PASSED.append(what)
     say(f"ok: {what}")
 
@@ -233,6 +274,7 @@ def image_files(image: str) -> tuple[list[tuple[str, bool]], int]:
 
 
 def check_image(image: str) -> dict[str, object]:
+    check_rules()
     info = json.loads(podman("image", "inspect", image))[0]
     config = info["Config"]
     check(config.get("User") == USER, f"the image runs as {USER}, not root")

@@ -100,10 +100,11 @@ KAFKA_PORT="$(free_ports)"
 KAFKA_STATE_DIR="$STATE_DIR/kafka-$KAFKA_PORT"
 export KAFKA_PORT KAFKA_STATE_DIR
 # shellcheck disable=SC2317 # called by the trap
-stop_kafka() { "$REPO/deploy/local/kafka.sh" stop || true; rm -rf "$KAFKA_STATE_DIR"; }
+stop_kafka() { "$REPO/deploy/local/kafka.sh" stop || true; rm -rf "$KAFKA_STATE_DIR/data"; }
 trap stop_kafka EXIT
 KAFKA_OWNER_PID=$$ "$REPO/deploy/local/kafka.sh" start
 
+rm -rf "$STATE_DIR/logs"
 "$PYTHON" "$IMAGE_DIR/smoke.py" --image "$IMAGE" --bootstrap "127.0.0.1:$KAFKA_PORT" \
     --log-dir "$STATE_DIR/logs"
 say "image test passed in $((SECONDS - started)) s (build $((built - started)) s, audit $((audited - built)) s, run $((SECONDS - audited)) s)"
