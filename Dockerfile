@@ -50,9 +50,9 @@ RUN pip wheel --no-deps --wheel-dir /dist . \
 FROM ${BASE_IMAGE}
 # Debian's python3 and nothing else from apt (not even the few modules of CPython's own
 # test suite that Debian puts in the standard library package); apt's lists and logs are
-# removed in the same layer. A fixed numeric uid/gid, so Kubernetes can verify runAsNonRoot. The state
-# directory (PROFILE_SYNC_SINGLE_QUOTA_STATE_FILE) belongs to it, so a volume mounted there
-# starts writable.
+# removed in the same layer. A fixed numeric uid/gid, so Kubernetes can verify
+# runAsNonRoot. The state directory (PROFILE_SYNC_SINGLE_QUOTA_STATE_FILE) belongs to it,
+# so a volume mounted there starts writable.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
