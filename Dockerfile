@@ -5,53 +5,67 @@
 #   docker build -t target-profile-sync:0.1.0 .
 #   docker run --rm --read-only -p 8000:8000 --env-file my.env target-profile-sync:0.1.0
 #
-# Two stages: `build` makes the wheel and installs it into a virtualenv; the final stage
-# copies only that virtualenv onto a clean slim base. No compilers are needed at all
-# (confluent-kafka, fastavro and pyyaml ship binary wheels), and no pip cache is kept.
-# tests/integration/test_packaging.py performs the same wheel build and install on every
-# CI run, since no Docker engine runs there.
+# Without a registry (or with podman): deploy/image/build.sh, which makes the same Debian
+# base from Debian's packages when it cannot pull one. deploy/image/test.sh builds it and
+# runs it against a real Kafka and the emulator on every CI run (docs/deploy.md, section 2).
+#
+# The base is Debian bookworm and the interpreter is Debian's own python3 (3.11), installed
+# with apt like the rest of the system, so a rebuild takes Debian's security fixes for
+# Python and OpenSSL alike. Two stages: `build` makes the project's wheel from the source
+# tree and installs it with its dependencies into a virtualenv; the final stage has
+# python3 and that virtualenv, no pip, no compiler, no package caches, no tests.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=debian:bookworm-slim
 
-FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 \
+FROM ${BASE_IMAGE} AS build
+# PIP_CERT: a CA bundle for the package index, when the build must trust more than
+# Debian's CAs (deploy/image/build.sh mounts the host's bundle for this build only).
+ARG PIP_CERT
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Only what the wheel is built from (.dockerignore keeps the rest of the tree out).
-COPY pyproject.toml README.md ./
-COPY schemas/ schemas/
-COPY emulator/ emulator/
-COPY consumer/ consumer/
-COPY sampler/ sampler/
-# The virtualenv gets no pip of its own: the build stage's pip installs into it.
-# Bytecode is compiled here, because the root filesystem is read-only at run time.
+# The whole build context; .dockerignore keeps out everything that is not package source,
+# so whatever packages pyproject.toml lists land in the wheel, and only those.
+COPY . .
+# The virtualenv gets no pip of its own: the build stage's pip installs into it. Bytecode
+# is compiled here, because the root filesystem is read-only at run time. Test suites that
+# dependencies ship inside their packages are dropped. The SBOM (every Python package,
+# pinned) is written now, from what was really installed.
 RUN pip wheel --no-deps --wheel-dir /dist . \
- && python -m venv --without-pip /opt/profile-sync \
+ && python3 -m venv --without-pip /opt/profile-sync \
  && pip --python /opt/profile-sync/bin/python install --compile /dist/*.whl \
+ && find /opt/profile-sync -depth -type d \( -name tests -o -name _tests \) \
+        -path '*/site-packages/*' -exec rm -rf {} + \
+ && mkdir /opt/profile-sync/sbom \
+ && pip --python /opt/profile-sync/bin/python list --format=freeze \
+        > /opt/profile-sync/sbom/python-packages.txt \
  && /opt/profile-sync/bin/profile-sync --help > /dev/null
 
-FROM ${PYTHON_IMAGE}
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-LABEL org.opencontainers.image.title="target-profile-sync" \
-      org.opencontainers.image.description="Streams POS/CRM profile-change events from Kafka into Adobe Target's profile APIs." \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
-# A fixed numeric uid/gid, so Kubernetes can verify runAsNonRoot. The state directory
-# (PROFILE_SYNC_SINGLE_QUOTA_STATE_FILE) belongs to it, so a volume mounted there starts
-# writable. The base image's own pip, setuptools and wheel are removed: nothing installs
-# anything at run time.
-RUN groupadd --system --gid 10001 profile-sync \
+FROM ${BASE_IMAGE}
+# Debian's python3 and nothing else from apt (not even the few modules of CPython's own
+# test suite that Debian puts in the standard library package); apt's lists and logs are
+# removed in the same layer. A fixed numeric uid/gid, so Kubernetes can verify
+# runAsNonRoot. The state directory (PROFILE_SYNC_SINGLE_QUOTA_STATE_FILE) belongs to it,
+# so a volume mounted there starts writable.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log \
+        /usr/lib/python3.11/test \
+ && groupadd --system --gid 10001 profile-sync \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin profile-sync \
- && install -d -o 10001 -g 10001 -m 0750 /var/lib/target-profile-sync \
- && python -m pip uninstall --yes --no-cache-dir pip setuptools wheel
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/target-profile-sync
 COPY --from=build /opt/profile-sync /opt/profile-sync
+# The rest of the SBOM: every Debian package in the final image, with its version.
+RUN dpkg-query --show --showformat '${Package}=${Version}\n' \
+        > /opt/profile-sync/sbom/debian-packages.txt
 ENV PATH="/opt/profile-sync/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
@@ -61,3 +75,15 @@ EXPOSE 8000
 # exec form: the service is PID 1 and receives SIGTERM itself (graceful shutdown).
 ENTRYPOINT ["profile-sync"]
 CMD ["run"]
+# Last, so a new commit changes only this metadata step and every layer above is reused.
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="target-profile-sync" \
+      org.opencontainers.image.description="Streams POS/CRM profile-change events from Kafka into Adobe Target's profile APIs." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"

@@ -80,6 +80,14 @@ kafka-stop: ## stop the local Kafka
 deploy-validate: install ## lint the Dockerfile, build and validate every kustomize overlay, check compose
 	deploy/validate.sh
 
+.PHONY: image
+image: ## build the container image with podman (deploy/image/build.sh)
+	deploy/image/build.sh
+
+.PHONY: image-test
+image-test: install kafka-jars ## build the image and run it like a pod against Kafka and the emulator
+	deploy/image/test.sh
+
 .PHONY: demo
 demo: install kafka-jars ## the main job on the local stack: Kafka + emulator + sample events -> consumer
 	$(PY) deploy/local/demo.py
