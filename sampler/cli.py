@@ -653,7 +653,9 @@ def run(args: argparse.Namespace) -> int:
         else int(time.time() * 1000 - args.count * MEAN_GAP_MS)
     )
     streams = _mapped_streams(args)
-    topics = list(dict.fromkeys([args.topic_pos, args.topic_crm, *(t for t, _, _ in streams)]))
+    # --count 0 with a mapped stream: only that stream's topic needs to exist.
+    main = [args.topic_pos, args.topic_crm] if args.count or not streams else []
+    topics = list(dict.fromkeys([*main, *(t for t, _, _ in streams)]))
     tally = _Tally()
     try:
         schema_text = Path(args.schema).read_text(encoding="utf-8")
@@ -666,10 +668,9 @@ def run(args: argparse.Namespace) -> int:
         producer = _make_producer(conf)
         _metadata(producer, args.bootstrap_servers, args.connect_timeout)
         _ensure_topics(producer, conf, topics, args.create_topics, args.bootstrap_servers)
-        main_topics = list(dict.fromkeys([args.topic_pos, args.topic_crm]))
         serialize = (
-            _wire_serializer(args.schema_registry_url, schema_text, main_topics)
-            if args.schema_registry_url
+            _wire_serializer(args.schema_registry_url, schema_text, list(dict.fromkeys(main)))
+            if args.schema_registry_url and main
             else _plain_serializer(schema_text)
         )
         mapped_serializers = {

@@ -298,10 +298,13 @@ class _WireSchemas:
 
 
 def _decoder(entry: TopicMapping, args: argparse.Namespace) -> Decoder:
-    reader = load_schema(Path(entry.spec.schema)) if entry.spec.schema else None
+    """As the service reads the topic: as written, unless the entry names a reader schema."""
+    spec = entry.spec
+    reader = load_schema(Path(spec.reader_schema)) if spec.reader_schema else None
     if args.schema_registry_url:
         return Decoder(reader, registry=_WireSchemas(_Registry(args.schema_registry_url)))
-    writer = load_schema(Path(args.writer_schema)) if args.writer_schema else None
+    writer_file = args.writer_schema or spec.schema
+    writer = load_schema(Path(writer_file)) if writer_file else None
     if writer is None and reader is None:
         raise ValueError(
             f"topic {args.topic}: plain Avro needs --writer-schema, or schema: in the entry"
@@ -345,9 +348,12 @@ class _Unreachable(Exception):
     """Kafka did not answer; the message is the line the user sees."""
 
 
-def _read(args: argparse.Namespace) -> list[tuple[int, int, int | None, bytes | None]]:
-    """Up to ``count`` records ``(partition, offset, timestamp, value)`` in offset order per
-    partition, read with ``assign``: no group join, no commit."""
+_Read = tuple[int, int, bytes | None, int | None, bytes | None]
+
+
+def _read(args: argparse.Namespace) -> list[_Read]:
+    """Up to ``count`` records ``(partition, offset, key, timestamp, value)`` in offset order
+    per partition, read with ``assign``: no group join, no commit."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
     from confluent_kafka import TopicPartition as KafkaTopicPartition
 
@@ -380,7 +386,7 @@ def _read(args: argparse.Namespace) -> list[tuple[int, int, int | None, bytes | 
             assignment.append(KafkaTopicPartition(args.topic, partition, start))
         consumer.assign(assignment)
         pending = {tp.partition for tp in assignment}
-        out: list[tuple[int, int, int | None, bytes | None]] = []
+        out: list[_Read] = []
         deadline = time.monotonic() + args.timeout
         while pending and len(out) < args.count and time.monotonic() < deadline:
             message = consumer.poll(0.5)
@@ -400,6 +406,7 @@ def _read(args: argparse.Namespace) -> list[tuple[int, int, int | None, bytes | 
                 (
                     int(message.partition() or 0),
                     int(message.offset() or 0),
+                    message.key(),
                     timestamp,
                     message.value(),
                 )
@@ -415,10 +422,13 @@ def _outcome(
     topic: str,
     partition: int,
     offset: int,
+    key: bytes | None,
     timestamp: int | None,
     value: bytes | None,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset}
+    if key is not None:
+        row["key"] = key.decode("utf-8", "replace")
     try:
         record = None if value is None and entry.spec.debezium else decoder.decode(value)
         result = entry.apply(record, TopicPartition(topic, partition), offset, timestamp)

@@ -87,7 +87,8 @@ class EntrySpec:
     label: str
     topics: tuple[str, ...]
     pattern: str | None
-    schema: str | None
+    schema: str | None  # the writer schema: for plain Avro, and for mapping check
+    reader_schema: str | None  # read records with this schema (resolution), not as written
     debezium: bool
     id_path: str
     id_type: IdType | None

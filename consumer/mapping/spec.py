@@ -40,9 +40,9 @@ BUILTIN_MAPPING = _SCHEMAS / "profile_change.mapping.yaml"
 
 _ENTRY_KEYS = frozenset(
     {
-        "topic", "topics", "topic_pattern", "name", "schema", "envelope", "profile",
-        "occurred_at", "source", "source_from", "event_id", "priority_from", "urgent_when",
-        "skip_when", "attributes", "attributes_from",
+        "topic", "topics", "topic_pattern", "name", "schema", "reader_schema", "envelope",
+        "profile", "occurred_at", "source", "source_from", "event_id", "priority_from",
+        "urgent_when", "skip_when", "attributes", "attributes_from",
     }
 )  # fmt: skip
 _PROFILE_KEYS = frozenset({"id", "id_type", "id_type_from", "id_types", "prefix", "format"})
@@ -208,13 +208,8 @@ def _entry(raw: Any, index: int, base: Path, problems: SpecProblems) -> EntrySpe
     else:
         problems.add(f"{label} / {chosen[0]}", "expected a topic name (or a list, or a regex)")
 
-    schema = raw.get("schema")
-    if schema is not None:
-        if not isinstance(schema, str):
-            problems.add(f"{label} / schema", "expected a file path")
-            schema = None
-        else:
-            schema = str((base / schema).resolve())
+    schema = _file(raw, "schema", base, label, problems)
+    reader_schema = _file(raw, "reader_schema", base, label, problems)
     envelope = raw.get("envelope")
     if envelope not in (None, "none", "debezium"):
         problems.add(f"{label} / envelope", "envelope is 'none' or 'debezium'")
@@ -307,6 +302,7 @@ def _entry(raw: Any, index: int, base: Path, problems: SpecProblems) -> EntrySpe
         topics=topics,
         pattern=pattern,
         schema=schema,
+        reader_schema=reader_schema,
         debezium=debezium,
         id_path=id_path,
         id_type=id_type,
@@ -325,6 +321,18 @@ def _entry(raw: Any, index: int, base: Path, problems: SpecProblems) -> EntrySpe
         attributes=tuple(attributes),
         attributes_from=attributes_from,
     )
+
+
+def _file(
+    raw: dict[str, Any], key: str, base: Path, label: str, problems: SpecProblems
+) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        problems.add(f"{label} / {key}", "expected a file path")
+        return None
+    return str((base / value).resolve())
 
 
 def _id_format(fmt: str | None, where: str, problems: SpecProblems) -> str | None:
