@@ -27,12 +27,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
+from consumer.mapping.spec import EXAMPLES_DIR
 from sampler.events import CATEGORIES, CITIES, FIRST_NAMES, STORES, TIERS
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "schemas" / "examples"
+EXAMPLES = EXAMPLES_DIR
 PURCHASE_SCHEMA = EXAMPLES / "pos_purchase.avsc"
 CUSTOMERS_SCHEMA = EXAMPLES / "crm_customers_debezium.avsc"
 DEFAULT_TOPIC_PURCHASES = "pos.purchases"

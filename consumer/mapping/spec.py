@@ -34,9 +34,13 @@ from consumer.mapping.engine import (
 from consumer.mapping.transforms import TransformError, compile_render
 
 # The contract mapping that ships with the service: ProfileChange is one mapping among others.
+# In a wheel the schemas sit inside the package; in a source checkout beside it.
 _PACKAGE = Path(__file__).resolve().parent.parent
-_SCHEMAS = _PACKAGE / "schemas" if (_PACKAGE / "schemas").is_dir() else _PACKAGE.parent / "schemas"
-BUILTIN_MAPPING = _SCHEMAS / "profile_change.mapping.yaml"
+SCHEMA_DIR = (
+    _PACKAGE / "schemas" if (_PACKAGE / "schemas").is_dir() else _PACKAGE.parent / "schemas"
+)
+BUILTIN_MAPPING = SCHEMA_DIR / "profile_change.mapping.yaml"
+EXAMPLES_DIR = SCHEMA_DIR / "examples"
 
 _ENTRY_KEYS = frozenset(
     {

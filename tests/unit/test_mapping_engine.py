@@ -295,9 +295,15 @@ def test_debezium_changed_condition_makes_tier_changes_urgent() -> None:
     same = cdc("u", row(city="Paris"), row())
     changed = cdc("u", row(loyalty_tier="bronze"), row())
     created = cdc("c", None, row())
+    snapshot = cdc("r", None, row())
     assert same.priority is Priority.NORMAL
     assert changed.priority is Priority.URGENT
-    assert created.priority is Priority.URGENT  # no before: a tier that appears is a change
+    # the example asks for op u too: creates and snapshot reads would otherwise all be
+    # urgent, since without a before image a tier that is there counts as changed
+    assert created.priority is Priority.NORMAL
+    assert snapshot.priority is Priority.NORMAL
+    no_before = cdc("u", None, row())
+    assert no_before.priority is Priority.URGENT
 
 
 def test_debezium_filter_on_the_envelope_source() -> None:
