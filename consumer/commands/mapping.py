@@ -23,11 +23,12 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, TextIO
 
-from consumer.core.decode import Decoder, load_schema
+from consumer.core.decode import load_schema
 from consumer.core.model import ProfileUpdate, TopicPartition
 from consumer.errors import DecodeError, MappingSpecError, PoisonError
-from consumer.mapping import Mappings, Skip, TopicMapping, load_builtin, load_file
+from consumer.mapping import Mappings, Skip, load_builtin, load_file
 from consumer.mapping.check import check_entry
+from consumer.mapping.records import RecordMapper
 
 EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_MAPPING = 0, 1, 2
 ENV_MAPPING_FILE = "PROFILE_SYNC_MAPPING_FILE"
@@ -297,21 +298,6 @@ class _WireSchemas:
         return self._cache[schema_id]
 
 
-def _decoder(entry: TopicMapping, args: argparse.Namespace) -> Decoder:
-    """As the service reads the topic: as written, unless the entry names a reader schema."""
-    spec = entry.spec
-    reader = load_schema(Path(spec.reader_schema)) if spec.reader_schema else None
-    if args.schema_registry_url:
-        return Decoder(reader, registry=_WireSchemas(_Registry(args.schema_registry_url)))
-    writer_file = args.writer_schema or spec.schema
-    writer = load_schema(Path(writer_file)) if writer_file else None
-    if writer is None and reader is None:
-        raise ValueError(
-            f"topic {args.topic}: plain Avro needs --writer-schema, or schema: in the entry"
-        )
-    return Decoder(reader, writer_schema=writer)
-
-
 def _preview(mappings: Mappings, args: argparse.Namespace) -> int:
     entry = mappings.for_topic(args.topic)
     if entry is None:
@@ -325,17 +311,25 @@ def _preview(mappings: Mappings, args: argparse.Namespace) -> int:
             f"profile-sync mapping: give --bootstrap-servers (or ${ENV_BOOTSTRAP})", file=sys.stderr
         )
         return EXIT_BAD_MAPPING
+    registry = (
+        _WireSchemas(_Registry(args.schema_registry_url)) if args.schema_registry_url else None
+    )
     try:
-        decoder = _decoder(entry, args)
+        writer = load_schema(Path(args.writer_schema)) if args.writer_schema else None
+        mapper = RecordMapper(mappings, registry, writer)
+        mapper.require([args.topic])
     except (OSError, ValueError) as exc:
-        print(f"profile-sync mapping: {exc}", file=sys.stderr)
+        print(f"profile-sync mapping: cannot read the writer schema: {exc}", file=sys.stderr)
+        return EXIT_BAD_MAPPING
+    except MappingSpecError as exc:
+        _print_problems("mapping file", exc.problems)
         return EXIT_BAD_MAPPING
     try:
         records = _read(args)
     except _Unreachable as exc:
         print(f"profile-sync mapping: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    rows = [_outcome(entry, decoder, args.topic, *record) for record in records]
+    rows = [_outcome(mapper, args.topic, *record) for record in records]
     if args.format == "json":
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -417,8 +411,7 @@ def _read(args: argparse.Namespace) -> list[_Read]:
 
 
 def _outcome(
-    entry: TopicMapping,
-    decoder: Decoder,
+    mapper: RecordMapper,
     topic: str,
     partition: int,
     offset: int,
@@ -430,8 +423,7 @@ def _outcome(
     if key is not None:
         row["key"] = key.decode("utf-8", "replace")
     try:
-        record = None if value is None and entry.spec.debezium else decoder.decode(value)
-        result = entry.apply(record, TopicPartition(topic, partition), offset, timestamp)
+        result = mapper.map(TopicPartition(topic, partition), offset, value, timestamp)
     except PoisonError as exc:
         row.update(outcome="dead_letter", reason=exc.reason, detail=exc.detail)
         return row
