@@ -33,6 +33,7 @@ from consumer.core.validate import (
 )
 from consumer.errors import DecodeError, MappingFailed, ValidationError
 from consumer.mapping import paths
+from consumer.mapping.codegen import Field, compile_fill
 from consumer.mapping.conditions import Condition, ConditionError, compile_condition, path_getter
 from consumer.mapping.transforms import TransformError, compile_render
 
@@ -244,7 +245,7 @@ def compile_entry(spec: EntrySpec) -> TopicMapping:
         compile_condition(spec.skip_when, debezium) if spec.skip_when is not None else None
     )
     constants: dict[str, str] = {}
-    fields: list[tuple[str, str, bool, paths.Getter, Callable[[Any], str | None], str | None]] = []
+    fields: list[Field] = []
     for attr in spec.attributes:
         if attr.transforms and attr.transforms[0] == "constant":
             render = compile_render(list(attr.transforms[1:]), {})
@@ -253,17 +254,25 @@ def compile_entry(spec: EntrySpec) -> TopicMapping:
                 constants[attr.name] = value
             continue
         assert attr.path is not None
-        on_root, get = path_getter(attr.path)
-        render = (
-            compile_render(list(attr.transforms), attr.options)
-            if attr.transforms or attr.options
-            else _PLAIN
+        on_root = attr.path.startswith(paths.ROOT_PREFIX)
+        text = attr.path[len(paths.ROOT_PREFIX) :] if on_root else attr.path
+        plain = not attr.transforms and not attr.options
+        render = _PLAIN if plain else compile_render(list(attr.transforms), attr.options)
+        fields.append(
+            Field(
+                attr.name,
+                attr.path,
+                paths.parse(text),
+                on_root or not debezium,
+                render,
+                plain,
+                attr.default,
+            )
         )
-        fields.append((attr.name, attr.path, on_root or not debezium, get, render, attr.default))
+    fill = compile_fill(fields)
     constants_chars = sum(len(k) + len(v) for k, v in constants.items())
     map_get = side(spec.attributes_from)
     names: dict[str, str] = {}
-    plain = _PLAIN
 
     def apply(record: Any, tp: TopicPartition, offset: int, timestamp: int | None) -> Any:
         if record is None:
@@ -302,25 +311,7 @@ def compile_entry(spec: EntrySpec) -> TopicMapping:
         occurred_at = occurred(image, record, timestamp)
 
         attributes = dict(constants) if constants else {}
-        chars = constants_chars
-        for name, path, on_root, get, render, default in fields:
-            raw = get(record if on_root else image)
-            if raw is None:
-                if default is not None:
-                    attributes[name] = default
-                    chars += len(name) + len(default)
-                continue
-            kind = type(raw)
-            if kind is str and render is plain:
-                value = raw or default
-            else:
-                try:
-                    value = render(raw) or default
-                except TransformError as exc:
-                    raise MappingFailed(path, f"attribute {name}: {exc}") from None
-            if value:
-                attributes[name] = value
-                chars += len(name) + len(value)
+        chars = constants_chars + fill(image, record, attributes)
         if map_get is not None:
             on_root, get = map_get
             raw_map = get(record if on_root else image)
