@@ -218,14 +218,6 @@ def _join(separator: str, item: str | None, scale: int | None) -> Render:
     def join(value: Any) -> str | None:
         if type(value) is not list:
             raise TransformError(f"expected an array, got {type(value).__name__}")
-        if item is not None and scale is None:
-            # Records of strings (categories, SKUs): one comprehension, no call per item.
-            try:
-                texts = [entry[item] for entry in value]
-            except (KeyError, TypeError):
-                texts = None
-            if texts is not None and all(type(t) is str for t in texts):
-                return separator.join([t for t in texts if t]) or None
         parts = []
         for entry in value:
             raw = get(entry)
@@ -257,14 +249,6 @@ def _sum(item: str | None, scale: int | None, places: int | None) -> Render:
     def total(value: Any) -> str | None:
         if type(value) is not list:
             raise TransformError(f"expected an array, got {type(value).__name__}")
-        if quantum is None and item is not None and not scale:
-            # The common case, integer quantities of line items: one comprehension.
-            try:
-                numbers = [entry[item] for entry in value]
-            except (KeyError, TypeError):
-                numbers = None
-            if numbers is not None and all(type(n) is int for n in numbers):
-                return str(sum(numbers))
         if quantum is None:
             # Integers and decimal bytes add up exactly as integers: no Decimal needed.
             exact = 0
