@@ -4,9 +4,11 @@ The split that matters is what the pipeline does with a failure::
 
     ProfileSyncError
      +-- ConfigError            a setting is wrong; names the key. Fatal at start-up.
+     |    +-- MappingSpecError  the mapping file is wrong; names topic, entry and path
      +-- PoisonError            one record cannot become a profile update -> DLQ, never retried.
      |    +-- DecodeError       bytes are not Avro of a known schema (stage "decode")
      |    +-- ValidationError   decoded, but breaks the contract (stage "validate")
+     |         +-- MappingFailed reason "mapping_failed": a mapped path (the id) is missing
      +-- TargetError            a call to Adobe Target failed
      |    +-- RetryableError    network error, timeout, 408, 429, 5xx: back off and retry
      |    +-- PermanentError    other 4xx or success=false: the batch is rejected
@@ -79,3 +81,16 @@ class PermanentError(TargetError):
 
 class FatalError(ProfileSyncError):
     """The service must stop (exit non-zero) instead of going on."""
+
+
+class MappingFailed(ValidationError):
+    """A mapped record lacks what its mapping needs (a profile id, a type that fits a
+    transform). ``path`` is the field path in the record, named in the DLQ message."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        super().__init__("mapping_failed", f"{path}: {detail}")
+
+
+class MappingSpecError(ConfigError):
+    """A mapping file is invalid. ``problems`` maps ``topic / entry / path`` to why."""

@@ -1,5 +1,9 @@
 """``profile-sync produce-sample``: realistic POS and CRM profile-change events into Kafka.
 
+With ``--purchases`` / ``--customer-changes`` it also produces records that are not our
+contract (``sampler.mapped``): POS ``Purchase`` records and Debezium change events of the
+CRM customers table, for the example mappings of docs/mapping.md.
+
 The command line and the Kafka I/O; the events themselves, their routing and the expected
 final state of a ``--dump`` come from ``sampler.events`` (pure, tested without a
 broker). ``run`` does a metadata check with a deadline, optional topic creation, plain
@@ -19,12 +23,13 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from consumer.config import DEFAULT_WRITER_SCHEMA
+from sampler import mapped
 from sampler.events import MEAN_GAP_MS, generate_events, route
 from sampler.events import expected_profiles as expected_profiles  # documented here
 
@@ -183,7 +188,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PATH",
         help='write every produced event as a JSON line {"topic", "key", "event"}, in '
-        "production order, which per key is the order in Kafka (default: no dump)",
+        "production order, which per key is the order in Kafka; --purchases and "
+        '--customer-changes records as {"topic", "key", "occurred_at", "expect"} '
+        "(sampler.mapped.expected_mapped_profiles folds them) (default: no dump)",
+    )
+    add(
+        "--purchases",
+        type=_count(0),
+        default=0,
+        metavar="N",
+        help="also produce N POS Purchase records (schemas/examples/pos_purchase.avsc), "
+        "mapped by schemas/examples/pos_purchase.mapping.yaml (default: %(default)s)",
+    )
+    add(
+        "--topic-purchases",
+        default=mapped.DEFAULT_TOPIC_PURCHASES,
+        help="topic for --purchases (default: %(default)s)",
+    )
+    add(
+        "--customer-changes",
+        type=_count(0),
+        default=0,
+        metavar="N",
+        help="also produce N Debezium change events of the CRM customers table, tombstones "
+        "included (schemas/examples/crm_customers_debezium.avsc) (default: %(default)s)",
+    )
+    add(
+        "--topic-customers",
+        default=mapped.DEFAULT_TOPIC_CUSTOMERS,
+        help="topic for --customer-changes (default: %(default)s)",
     )
     add(
         "--connect-timeout",
@@ -513,6 +546,73 @@ def _produce_all(
     return done == int(args.count)
 
 
+MappedStream = tuple[str, str, Callable[[int, int], Iterable[mapped.Mapped]]]
+
+
+def _mapped_streams(args: argparse.Namespace) -> list[MappedStream]:
+    """(topic, schema text, generator) of each non-contract stream asked for."""
+    streams: list[MappedStream] = []
+    if args.purchases:
+        topic = args.topic_purchases
+        streams.append(
+            (
+                topic,
+                mapped.PURCHASE_SCHEMA.read_text("utf-8"),
+                lambda seed, start: mapped.generate_purchases(
+                    args.purchases, args.profiles, seed, start, topic
+                ),
+            )
+        )
+    if args.customer_changes:
+        topic_c = args.topic_customers
+        streams.append(
+            (
+                topic_c,
+                mapped.CUSTOMERS_SCHEMA.read_text("utf-8"),
+                lambda seed, start: mapped.generate_customer_changes(
+                    args.customer_changes, args.profiles, seed, start, topic_c
+                ),
+            )
+        )
+    return streams
+
+
+def _produce_mapped(
+    producer: Any,
+    serialize: Serialize,
+    records: Iterable[mapped.Mapped],
+    tally: _Tally,
+    dump: IO[str] | None,
+    stop: _StopFlag,
+) -> bool:
+    """Produce one non-contract stream (tombstones as null values); False if interrupted."""
+    from confluent_kafka import KafkaException
+
+    for record in records:
+        if stop.requested:
+            return False
+        value = None if record.value is None else serialize(record.topic, record.value)
+        key = record.key.encode("utf-8")
+        while True:
+            try:
+                producer.produce(record.topic, value=value, key=key, on_delivery=tally.on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+            except KafkaException as exc:
+                tally.on_delivery(exc.args[0], None)
+                break
+        tally.produced += 1
+        tally.bytes += len(key) + len(value or b"")
+        tally.per_topic[record.topic] = tally.per_topic.get(record.topic, 0) + 1
+        if dump is not None:
+            dump.write(mapped.dump_line(record))
+            dump.write("\n")
+        if tally.produced % 1000 == 0:
+            producer.poll(0)
+    return True
+
+
 def _progress_enabled(args: argparse.Namespace) -> bool:
     if args.quiet:
         return False
@@ -552,7 +652,10 @@ def run(args: argparse.Namespace) -> int:
         if args.start_ms is not None
         else int(time.time() * 1000 - args.count * MEAN_GAP_MS)
     )
-    topics = list(dict.fromkeys([args.topic_pos, args.topic_crm]))
+    streams = _mapped_streams(args)
+    # --count 0 with a mapped stream: only that stream's topic needs to exist.
+    main = [args.topic_pos, args.topic_crm] if args.count or not streams else []
+    topics = list(dict.fromkeys([*main, *(t for t, _, _ in streams)]))
     tally = _Tally()
     try:
         schema_text = Path(args.schema).read_text(encoding="utf-8")
@@ -566,10 +669,18 @@ def run(args: argparse.Namespace) -> int:
         _metadata(producer, args.bootstrap_servers, args.connect_timeout)
         _ensure_topics(producer, conf, topics, args.create_topics, args.bootstrap_servers)
         serialize = (
-            _wire_serializer(args.schema_registry_url, schema_text, topics)
-            if args.schema_registry_url
+            _wire_serializer(args.schema_registry_url, schema_text, list(dict.fromkeys(main)))
+            if args.schema_registry_url and main
             else _plain_serializer(schema_text)
         )
+        mapped_serializers = {
+            topic: (
+                _wire_serializer(args.schema_registry_url, text, [topic])
+                if args.schema_registry_url
+                else _plain_serializer(text)
+            )
+            for topic, text, _ in streams
+        }
     except _StartError as exc:
         print(f"produce-sample: {exc}", file=sys.stderr)
         return 2
@@ -582,6 +693,12 @@ def run(args: argparse.Namespace) -> int:
         completed = _produce_all(
             args, producer, serialize, tally, dump, progress, stop, seed, start_ms
         )
+        for topic, _, generate in streams:
+            if completed:
+                records = generate(seed, start_ms)
+                completed = _produce_mapped(
+                    producer, mapped_serializers[topic], records, tally, dump, stop
+                )
         _flush(producer, tally, FLUSH_TIMEOUT_S if completed else 10.0)
         progress.close(tally.produced, tally)
     finally:

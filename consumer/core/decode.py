@@ -57,35 +57,42 @@ def load_schema(path: Path) -> dict[str, Any]:
 class _RecordReader:
     __slots__ = ("reader", "writer")
 
-    def __init__(self, writer: dict[str, Any], reader: dict[str, Any]) -> None:
+    def __init__(self, writer: dict[str, Any], reader: dict[str, Any] | None) -> None:
         w = fastavro.parse_schema(strip_logical_types(writer))
-        r = fastavro.parse_schema(strip_logical_types(reader))
         self.writer = w
-        same = to_parsing_canonical_form(w) == to_parsing_canonical_form(r)
-        self.reader: _Schema | None = None if same else r
+        self.reader: _Schema | None = None
+        if reader is not None:
+            r = fastavro.parse_schema(strip_logical_types(reader))
+            same = to_parsing_canonical_form(w) == to_parsing_canonical_form(r)
+            self.reader = None if same else r
 
     def read(self, buf: BytesIO) -> dict[str, Any]:
         return cast(dict[str, Any], fastavro.schemaless_reader(buf, self.writer, self.reader))
 
 
 class Decoder:
-    """Decode record values into ProfileChange dicts shaped by the reader schema.
+    """Decode record values into dicts shaped by the reader schema.
 
     ``registry`` None: plain Avro written with ``writer_schema``. Otherwise: wire format.
+    ``reader_schema`` None (a mapped topic without a schema of its own, see
+    docs/mapping.md): records are read as their writer schema has them.
     """
 
     def __init__(
         self,
-        reader_schema: dict[str, Any],
+        reader_schema: dict[str, Any] | None,
         writer_schema: dict[str, Any] | None = None,
         registry: WriterSchemas | None = None,
     ) -> None:
         self._reader_schema = reader_schema
         self._registry = registry
         self._by_id: dict[int, _RecordReader] = {}
+        plain_writer = writer_schema or reader_schema
+        if registry is None and plain_writer is None:
+            raise ValueError("plain Avro needs a writer or a reader schema")
         self._plain = (
-            _RecordReader(writer_schema or reader_schema, reader_schema)
-            if registry is None
+            _RecordReader(plain_writer, reader_schema)
+            if registry is None and plain_writer is not None
             else None
         )
 
