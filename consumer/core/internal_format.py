@@ -1,0 +1,176 @@
+"""The compact format of the repartition topic: one validated profile update per record.
+
+The repartition stage (consumer/kafka/repartition.py) writes what the intake already
+decoded, mapped, validated and rendered, so the owner of a profile neither decodes Avro nor
+runs a mapping again. Key: ``<id_type>:<profile_id>`` in UTF-8 (``record_key``). Value,
+version 1 (all integers are unsigned LEB128 varints; ``occurred_at`` zigzag-encoded;
+strings are a varint byte length then UTF-8)::
+
+    u8      version (1)
+    u8      flags: bit 0 id type (0 thirdPartyId, 1 pcId), bit 1 URGENT
+    varint  occurred_at, epoch milliseconds (zigzag)
+    string  source topic
+    varint  source partition
+    varint  source offset
+    string  profile id
+    string  source label (POS, CRM, ...)
+    string  event id ("" when none)
+    varint  attribute count, then per attribute: string name, string value
+
+Values are Target strings already (rendered by validation or the mapping); the batcher
+percent-encodes them as it does for every event. The source coordinates keep the
+newest-value rule (guarantee 2 in docs/guarantees.md): within one source partition the
+later record wins, across partitions the later ``occurred_at``.
+
+Rolling upgrades: ``READERS`` maps every version this release reads to its reader. A
+release that writes version N+1 must keep the reader of N, and is rolled out in two steps
+(first a release that reads N+1 but writes N, then the writer switch), so no replica ever
+meets a version it cannot read. A version it does not know is poison (dead-lettered with
+reason ``internal_format``), never guessed at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from consumer.core.model import IdType, Priority, ProfileUpdate, TopicPartition
+from consumer.errors import DecodeError
+
+VERSION = 1
+_URGENT = 2
+_PCID = 1
+
+# Interned attribute names and source topics: rows share one string object per name.
+_NAMES: dict[bytes, str] = {}
+_NAMES_MAX = 100_000
+_TOPICS: dict[str, TopicPartition] = {}
+
+
+def record_key(id_type: IdType, profile_id: str) -> bytes:
+    """The repartition (and changelog) key: one partition per profile, whatever its source."""
+    return f"{id_type.value}:{profile_id}".encode()
+
+
+def _varint(out: bytearray, n: int) -> None:
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _string(out: bytearray, s: str) -> None:
+    b = s.encode()
+    _varint(out, len(b))
+    out += b
+
+
+def encode(update: ProfileUpdate) -> bytes:
+    """``update`` as a version-1 record value."""
+    out = bytearray((VERSION, (_PCID if update.id_type is IdType.PC_ID else 0)
+                     | (_URGENT if update.priority is Priority.URGENT else 0)))  # fmt: skip
+    t = update.occurred_at
+    _varint(out, (t << 1) ^ (t >> 63))
+    _string(out, update.tp.topic)
+    _varint(out, update.tp.partition)
+    _varint(out, update.offset)
+    _string(out, update.profile_id)
+    _string(out, update.source)
+    _string(out, update.event_id)
+    _varint(out, len(update.attributes))
+    for name, value in update.attributes.items():
+        _string(out, name)
+        _string(out, value)
+    return bytes(out)
+
+
+class _Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes, pos: int) -> None:
+        self.buf = buf
+        self.pos = pos
+
+    def varint(self) -> int:
+        buf = self.buf
+        pos = self.pos
+        b = buf[pos]
+        pos += 1
+        n = b & 0x7F
+        shift = 7
+        while b & 0x80:
+            b = buf[pos]
+            pos += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+        self.pos = pos
+        return n
+
+    def raw(self) -> bytes:
+        n = self.varint()
+        start = self.pos
+        end = self.pos = start + n
+        if end > len(self.buf):
+            raise IndexError("string runs past the end")
+        return self.buf[start:end]
+
+    def string(self) -> str:
+        return self.raw().decode()
+
+
+def _read_v1(r: _Reader) -> ProfileUpdate:
+    flags = r.buf[1]
+    z = r.varint()
+    occurred_at = (z >> 1) ^ -(z & 1)
+    topic = r.string()
+    partition = r.varint()
+    offset = r.varint()
+    tp = _TOPICS.get(f"{topic}\0{partition}")
+    if tp is None:
+        tp = _TOPICS[f"{topic}\0{partition}"] = TopicPartition(topic, partition)
+    profile_id = r.string()
+    source = r.string()
+    event_id = r.string()
+    attributes: dict[str, str] = {}
+    names = _NAMES
+    for _ in range(r.varint()):
+        raw = r.raw()
+        name = names.get(raw)
+        if name is None:
+            name = raw.decode()
+            if len(names) < _NAMES_MAX:
+                names[raw] = name
+        attributes[name] = r.string()
+    if r.pos != len(r.buf):
+        raise ValueError("bytes left over after the last attribute")
+    return ProfileUpdate(
+        IdType.PC_ID if flags & _PCID else IdType.THIRD_PARTY_ID,
+        profile_id,
+        attributes,
+        Priority.URGENT if flags & _URGENT else Priority.NORMAL,
+        occurred_at,
+        tp,
+        offset,
+        source,
+        event_id,
+    )
+
+
+# Every version this release reads (see the module docstring on rolling upgrades).
+READERS: dict[int, Callable[[_Reader], ProfileUpdate]] = {1: _read_v1}
+
+
+def decode(value: bytes | None) -> ProfileUpdate:
+    """A record value of any version in ``READERS``; raises ``DecodeError`` otherwise."""
+    if not value or len(value) < 2:
+        raise DecodeError("internal_format", "empty or truncated repartition record")
+    reader = READERS.get(value[0])
+    if reader is None:
+        raise DecodeError(
+            "internal_format",
+            f"repartition record version {value[0]} is not one this release reads "
+            f"({sorted(READERS)}); upgrade every replica before the writers",
+        )
+    try:
+        return reader(_Reader(value, 2))
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError("internal_format", f"malformed repartition record: {exc}") from exc
