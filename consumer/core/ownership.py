@@ -8,6 +8,8 @@
   back (guarantee 2 in docs/guarantees.md). This happens inside the rebalance callback:
   librdkafka starts fetching a partition only after the callback returns.
   ``restoring`` is True meanwhile (readiness reports it); the time is measured.
+- **forward**: the source records of every consumed list go to the forward stage
+  (``forward``); the loop sees only the repartition topic's records.
 - **changelog before commit**: the settled offsets of repartition partitions are held back
   until every changelog write made before them is acknowledged (``changelog_mark`` /
   ``changelog_done``); offsets of source topics pass straight through. ``commit_sync``
@@ -48,6 +50,9 @@ class OwnedSource:
         self._on_restored = on_restored
         self._held: deque[tuple[int, dict[TopicPartition, int]]] = deque()
         self.restoring = False
+        # The forward stage (consumer/core/forward.py): takes the source records of each
+        # consumed list, returns the repartition topic's for the loop.
+        self.forward: Callable[[list[Record]], list[Record]] = lambda records: records
         self.on_assign: PartitionsCallback = lambda tps: None
         self.on_revoke: PartitionsCallback = lambda tps: None
         self.on_lost: PartitionsCallback = lambda tps: None
@@ -92,7 +97,8 @@ class OwnedSource:
 
     def consume(self, max_records: int, timeout: float) -> list[Record]:
         self._release()
-        return self.inner.consume(max_records, timeout)
+        records = self.inner.consume(max_records, timeout)
+        return self.forward(records) if records else records
 
     def store_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         owned = {tp: o for tp, o in offsets.items() if tp.topic == self.topic}

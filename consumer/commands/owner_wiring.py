@@ -1,0 +1,139 @@
+"""What ``run`` adds in the repartition mode (docs/repartition.md): the internal topics,
+the producer, the logged carry-forward, the owner's source and the forward stage.
+
+``Owner`` is built before the loop (its carry goes into the batcher, its source and
+dead-letter sink into the loop) and ``attach``-ed once the loop exists (the forward stage
+settles offsets through the loop's settling and dead-letters through its intake).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from consumer.config import Settings
+from consumer.core.forward import Convert, Forwarder
+from consumer.core.model import DeadLetter
+from consumer.core.owner_memory import LoggedCarry
+from consumer.core.ownership import OwnedSource
+from consumer.core.seams import DeadLetterSink, Record, Source
+from consumer.kafka import internal_topics
+from consumer.kafka.changelog import ChangelogRestorer
+from consumer.kafka.internal_topics import InternalTopics
+from consumer.kafka.repartition import RepartitionProducer
+from consumer.metrics import Metrics
+
+log = logging.getLogger("profile_sync.owner")
+
+SinkFactory = Callable[[Callable[[int], None]], DeadLetterSink]
+
+
+class _Sinks:
+    """The dead-letter sink and the repartition producer served as one: the loop polls
+    and flushes it wherever it serves dead letters, so acknowledged forwards settle
+    their units at the same moments (turns, revoke, shutdown)."""
+
+    def __init__(self, dead_letters: DeadLetterSink, producer: RepartitionProducer) -> None:
+        self._dlq = dead_letters
+        self._producer = producer
+
+    @property
+    def pending(self) -> int:
+        return self._dlq.pending + self._producer.pending
+
+    def send(self, letter: DeadLetter, unit: int) -> None:
+        self._dlq.send(letter, unit)
+
+    def poll(self) -> None:
+        self._dlq.poll()
+        self._producer.poll()
+
+    def flush(self, timeout: float) -> int:
+        return self._dlq.flush(timeout) + self._producer.flush(timeout)
+
+
+class Owner:
+    def __init__(self, settings: Settings, metrics: Metrics | None, why: str) -> None:
+        group = settings.consumer_config().get("group.id", "")
+        rep, changelog = internal_topics.names(
+            group, settings.repartition_topic, settings.changelog_topic
+        )
+        self.topics = InternalTopics(
+            rep, changelog, settings.repartition_partitions, settings.repartition_retention_ms
+        )
+        report = internal_topics.ensure(settings.producer_config(), self.topics)
+        log.info(
+            "repartition mode",
+            extra={"fields": {"why": why, "topics": report}},
+        )
+        self.metrics = metrics
+        self.producer = RepartitionProducer(settings.producer_config(), rep, changelog)
+        self.carry = LoggedCarry(settings.carry_forward_max_profiles, self.producer.log)
+        self.restorer = ChangelogRestorer(
+            settings.consumer_config(), changelog, settings.changelog_restore_timeout_seconds
+        )
+        self.source: OwnedSource | None = None
+        self.beat: Callable[[], None] = lambda: None
+
+    @property
+    def source_topics_extra(self) -> tuple[str, ...]:
+        """What the consumer subscribes to besides the source topics."""
+        return (self.topics.repartition,)
+
+    def own(self, inner: Source) -> OwnedSource:
+        def restore(partitions: set[int]) -> int:
+            return self.restorer.restore(partitions, self.carry.restore, self.beat)
+
+        def restored(seconds: float, records: int) -> None:
+            if self.metrics is not None:
+                self.metrics.changelog_restore_seconds.observe(seconds)
+                self.metrics.changelog_restored_records.inc(records)
+
+        self.source = OwnedSource(
+            inner,
+            self.topics.repartition,
+            restore=restore,
+            changelog_mark=self.producer.changelog_mark,
+            changelog_done=self.producer.changelog_done,
+            flush=self.producer.flush,
+            on_restored=restored,
+        )
+        return self.source
+
+    def sinks(self, factory: SinkFactory) -> SinkFactory:
+        def build(on_settled: Callable[[int], None]) -> DeadLetterSink:
+            self.producer.on_settled = on_settled
+            return _Sinks(factory(on_settled), self.producer)
+
+        return build
+
+    def attach(
+        self,
+        convert: Convert,
+        track: Callable[..., None],
+        new_unit: Callable[[], int],
+        dead_letter: Callable[..., None],
+    ) -> Forwarder:
+        assert self.source is not None
+        forwarder = Forwarder(
+            self.topics.repartition,
+            convert=convert,
+            writes=self.producer,
+            track=track,
+            new_unit=new_unit,
+            dead_letter=dead_letter,
+        )
+        self.source.forward = self._counted(forwarder)
+        return forwarder
+
+    def _counted(self, forwarder: Forwarder) -> Callable[[list[Record]], list[Record]]:
+        metrics = self.metrics
+
+        def take(records: list[Record]) -> list[Record]:
+            before = forwarder.forwarded
+            owned = forwarder.take(records)
+            if metrics is not None and forwarder.forwarded > before:
+                metrics.events_forwarded.inc(forwarder.forwarded - before)
+            return owned
+
+        return take
