@@ -19,6 +19,7 @@ Pure logic: plain values and a monotonic time passed in, no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from consumer.core.carry import CarryForward, Cell
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
@@ -26,11 +27,18 @@ from consumer.core.validate import MAX_PROFILE_BYTES
 from consumer.target.wire import ESCAPE_TABLE as _TABLE
 from consumer.target.wire import header_line
 
-TOO_LARGE = -1  # returned by ``add`` for an event that would push its row over 64 KB
-# Returned by ``add`` for an event whose every value is older than one already sent for
-# its profile (from another partition): no row, nothing to wait for. Equal to the ledger's
-# SETTLED unit, so tracking the offset with it settles the event at once.
-STALE = 0
+
+class Refused(Enum):
+    """Why ``Batcher.add`` gave an event no row (it returns a batch id otherwise)."""
+
+    TOO_LARGE = "too_large"  # its row would exceed Target's 64 KB per profile: poison
+    # Every value is older than one already sent for its profile (from another
+    # partition): nothing to send, nothing to wait for.
+    STALE = "stale"
+
+
+TOO_LARGE = Refused.TOO_LARGE
+STALE = Refused.STALE
 
 # Why ``_merge`` rolled an event back (the first two are also the cut triggers).
 _BYTES = "bytes"
@@ -129,8 +137,8 @@ class Batcher:
 
     # -- the hot path
 
-    def add(self, update: ProfileUpdate, now: float) -> int:
-        """Coalesce one event. Returns the batch id it now belongs to, ``TOO_LARGE`` or ``STALE``.
+    def add(self, update: ProfileUpdate, now: float) -> int | Refused:
+        """Coalesce one event. Returns the batch id it now belongs to, or why it has no row.
 
         May cut the open batch of this id type first (into ``ready``) so that no limit is
         ever crossed: the event is merged optimistically and rolled back if the file would
@@ -269,10 +277,6 @@ class Batcher:
             buffer.newest_occurred_at = occurred_at
         buffer.event_count += 1
         return None
-
-    def attach(self, id_type: IdType) -> int:
-        """The open batch id of ``id_type`` (events that settle with it without a row)."""
-        return self._buffers[id_type].batch_id
 
     # -- cutting
 

@@ -53,6 +53,11 @@ class CarryForward:
         """Profiles remembered (carried or only guarding)."""
         return len(self._entries)
 
+    def take_evictions(self) -> int:
+        """Evictions since the last call (for a counter)."""
+        evicted, self.evictions = self.evictions, 0
+        return evicted
+
     @property
     def pending_profiles(self) -> int:
         """Profiles whose last batch is not known complete (their rows are carried)."""
