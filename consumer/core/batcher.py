@@ -132,9 +132,6 @@ class Batcher:
         starts = [b.started_at for b in self._buffers.values() if b.rows]
         return min(starts) if starts else None
 
-    def open_batch_ids(self) -> list[int]:
-        return [b.batch_id for b in self._buffers.values()]
-
     # -- the hot path
 
     def add(self, update: ProfileUpdate, now: float) -> int | Refused:
@@ -321,9 +318,3 @@ class Batcher:
                 buffer.batch_id, buffer.id_type, {i: r.cells for i, r in buffer.rows.items()}
             )
         self._buffers[buffer.id_type] = self._new_buffer(buffer.id_type)
-
-    def discard_all(self) -> list[int]:
-        """Drop every buffered row unsent (after a rewind). Returns the dropped batch ids."""
-        dropped = [b.batch_id for b in self._buffers.values()]
-        self._buffers = {t: self._new_buffer(t) for t in IdType}
-        return dropped

@@ -116,6 +116,3 @@ class CarryForward:
         """The batch that last sent this profile, None if it is not remembered."""
         entry = self._entries.get((id_type, id_enc))
         return entry.batch_id if entry is not None else None
-
-    def pending_batches(self) -> int:
-        return len(self._by_batch)

@@ -85,9 +85,6 @@ class Ledger:
         for tp in self._unit_tps.pop(unit, ()):
             self._advance(tp)
 
-    def is_pending(self, unit: int) -> bool:
-        return unit not in self._settled
-
     def _advance(self, tp: TopicPartition) -> None:
         runs = self._runs.get(tp)
         if not runs:
@@ -116,10 +113,6 @@ class Ledger:
 
     def committable(self, tp: TopicPartition) -> int | None:
         return self._next.get(tp)
-
-    def pending_count(self, tp: TopicPartition) -> int:
-        """Pending runs on ``tp`` (0: everything consumed there is settled)."""
-        return len(self._runs.get(tp, ()))
 
     def pending_units(self, tps: set[TopicPartition] | None = None) -> set[int]:
         """Units still holding back offsets (of ``tps``, or of every partition)."""
