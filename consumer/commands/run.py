@@ -1,4 +1,4 @@
-"""``profile-sync run``: build the pipeline from the configuration and run it.
+"""``profile-sync run``: wire the loop (consumer/core/loop.py) to its edges and run it.
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, or ``--exit-when-idle``), 2 for a
 configuration error, 3 when the service stopped in a fatal state (see the log line).

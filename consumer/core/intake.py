@@ -77,13 +77,13 @@ class Intake:
                 track(tp, offset, SETTLED)
                 continue
             batch_id = add(update, now)
-            if batch_id is Refused.STALE:
-                # Every value is older than what was already sent: nothing to do.
-                skipped += 1
-                track(tp, offset, SETTLED)
-                continue
-            if batch_id is Refused.TOO_LARGE:
-                poison += 1
+            if not isinstance(batch_id, int):  # no row (rare): one check on the hot path
+                if batch_id is Refused.STALE:
+                    # Every value is older than what was already sent: nothing to do.
+                    skipped += 1
+                    track(tp, offset, SETTLED)
+                    continue
+                poison += 1  # Refused.TOO_LARGE
                 self._dead_letter(
                     PoisonError("profile_too_large", "row would exceed Target's 64 KB per profile"),
                     rec,

@@ -138,10 +138,13 @@ class KafkaSource:
             messages = self._consumer.consume(max_records, timeout)
         except KafkaException as exc:
             raise FatalError(f"kafka consume failed: {exc.args[0].str()}") from exc
-        # One tuple per message and the accessor calls the core used to make itself. Topic,
-        # partition and offset are None only on error events, which are filtered out.
-        records = [
-            Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])  # type: ignore[arg-type]
+        # The hot path (~40k records/s): tuple.__new__ skips the NamedTuple's Python-level
+        # __new__. Topic, partition and offset are None only on error events, left out here.
+        new = tuple.__new__
+        records: list[Record] = [
+            new(
+                Record, (m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])
+            )
             for m in messages
             if m.error() is None
         ]
