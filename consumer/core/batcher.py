@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from consumer.core.buffer import Buffer, Row
 from consumer.core.carry import CarryForward, Cell
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import MAX_PROFILE_BYTES
@@ -54,42 +55,6 @@ _VALUE_CACHE_MAX_LEN = 64
 _VALUES: dict[str, str] = {}
 
 
-class _Row:
-    __slots__ = ("cells", "guard", "raw_size")
-
-    def __init__(
-        self, cells: dict[str, Cell], raw_size: int, guard: dict[str, Cell] | None = None
-    ) -> None:
-        self.cells = cells
-        self.raw_size = raw_size
-        self.guard = guard  # timestamps of values already applied (see carry.py)
-
-
-class _Buffer:
-    """The open batch of one id type."""
-
-    __slots__ = (
-        "batch_id", "body_bytes", "columns", "event_count", "header_bytes", "id_type",
-        "newest_occurred_at", "oldest_occurred_at", "rows", "started_at",
-    )  # fmt: skip
-
-    def __init__(self, batch_id: int, id_type: IdType) -> None:
-        self.batch_id = batch_id
-        self.id_type = id_type
-        self.rows: dict[str, _Row] = {}
-        self.columns: dict[str, None] = {}  # an ordered set of encoded names
-        self.header_bytes = len(header_line(id_type, []))
-        self.body_bytes = 0  # ids, newlines and cell values; commas are rows * columns
-        self.event_count = 0
-        self.started_at = 0.0
-        self.oldest_occurred_at = 0
-        self.newest_occurred_at = 0
-
-    @property
-    def size(self) -> int:
-        return self.header_bytes + self.body_bytes + len(self.rows) * len(self.columns)
-
-
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
     max_rows: int
@@ -109,8 +74,8 @@ class Batcher:
         self._names: dict[str, str] = {}
         self.ready: list[BatchFile] = []
 
-    def _new_buffer(self, id_type: IdType) -> _Buffer:
-        buffer = _Buffer(self._next_id, id_type)
+    def _new_buffer(self, id_type: IdType) -> Buffer:
+        buffer = Buffer(self._next_id, id_type)
         self._next_id += 1
         return buffer
 
@@ -174,7 +139,7 @@ class Batcher:
         return out
 
     def _merge(
-        self, buffer: _Buffer, id_enc: str, update: ProfileUpdate, src: int, now: float
+        self, buffer: Buffer, id_enc: str, update: ProfileUpdate, src: int, now: float
     ) -> str | None:
         """Merge ``update`` into its row; None when done, else why it was rolled back."""
         rows = buffer.rows
@@ -190,7 +155,7 @@ class Batcher:
             if carry is not None:
                 seeded = carry.seed(buffer.id_type, id_enc)
                 guard = carry.guard(buffer.id_type, id_enc)
-            row = rows[id_enc] = _Row(seeded or {}, 0, guard)
+            row = rows[id_enc] = Row(seeded or {}, 0, guard)
             buffer.body_bytes += len(id_enc) + 1
             if seeded:
                 for seeded_name, cell in seeded.items():
@@ -293,7 +258,7 @@ class Batcher:
         ready, self.ready = self.ready, []
         return ready
 
-    def _cut(self, buffer: _Buffer, trigger: str) -> None:
+    def _cut(self, buffer: Buffer, trigger: str) -> None:
         columns = list(buffer.columns)
         parts = [header_line(buffer.id_type, columns)]
         for id_enc, row in buffer.rows.items():
