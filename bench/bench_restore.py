@@ -64,8 +64,6 @@ def restore_bench() -> None:
         AdminClient(conf).delete_topics([rep, log], operation_timeout=10)
 
 
-
-
 def format_bench() -> None:
     update = internal_format.decode(
         internal_format.encode(

@@ -13,10 +13,13 @@ from collections.abc import Callable
 
 from consumer.config import Settings
 from consumer.core.forward import Convert, Forwarder
+from consumer.core.loop import Loop
 from consumer.core.model import DeadLetter
 from consumer.core.owner_memory import LoggedCarry
 from consumer.core.ownership import OwnedSource
+from consumer.core.placement import use_repartition
 from consumer.core.seams import DeadLetterSink, Record, Source
+from consumer.health import Health
 from consumer.kafka import internal_topics
 from consumer.kafka.changelog import ChangelogRestorer
 from consumer.kafka.internal_topics import InternalTopics
@@ -26,6 +29,16 @@ from consumer.metrics import Metrics
 log = logging.getLogger("profile_sync.owner")
 
 SinkFactory = Callable[[Callable[[int], None]], DeadLetterSink]
+
+
+def repartition_owner(settings: Settings, metrics: Metrics | None) -> Owner | None:
+    """The ``Owner`` when the settings call for the repartition mode, else None."""
+    mapping_file = str(getattr(settings, "mapping_file", "") or "")
+    on, why = use_repartition(settings.repartition, settings.topics, mapping_file=mapping_file)
+    if not on:
+        log.info("direct mode", extra={"fields": {"why": why}})
+        return None
+    return Owner(settings, metrics, why)
 
 
 class _Sinks:
@@ -73,16 +86,17 @@ class Owner:
             settings.consumer_config(), changelog, settings.changelog_restore_timeout_seconds
         )
         self.source: OwnedSource | None = None
-        self.beat: Callable[[], None] = lambda: None
 
     @property
-    def source_topics_extra(self) -> tuple[str, ...]:
+    def subscribed(self) -> tuple[str, ...]:
         """What the consumer subscribes to besides the source topics."""
         return (self.topics.repartition,)
 
-    def own(self, inner: Source) -> OwnedSource:
+    def own(self, inner: Source, health: Health | None) -> OwnedSource:
+        beat = health.beat if health is not None else lambda: None
+
         def restore(partitions: set[int]) -> int:
-            return self.restorer.restore(partitions, self.carry.restore, self.beat)
+            return self.restorer.restore(partitions, self.carry.restore, beat)
 
         def restored(seconds: float, records: int) -> None:
             if self.metrics is not None:
@@ -98,6 +112,9 @@ class Owner:
             flush=self.producer.flush,
             on_restored=restored,
         )
+        if health is not None:
+            owned = self.source
+            health.restoring = lambda: owned.restoring
         return self.source
 
     def sinks(self, factory: SinkFactory) -> SinkFactory:
@@ -107,21 +124,18 @@ class Owner:
 
         return build
 
-    def attach(
-        self,
-        convert: Convert,
-        track: Callable[..., None],
-        new_unit: Callable[[], int],
-        dead_letter: Callable[..., None],
-    ) -> Forwarder:
+    def attach(self, loop: Loop, convert: Convert) -> Forwarder:
+        """Start the forward stage: the loop's settling tracks and settles source offsets,
+        its intake dead-letters poison and reads the repartition topic's records."""
         assert self.source is not None
+        loop.intake.owned_topic = self.topics.repartition
         forwarder = Forwarder(
             self.topics.repartition,
             convert=convert,
             writes=self.producer,
-            track=track,
-            new_unit=new_unit,
-            dead_letter=dead_letter,
+            track=loop.settling.track,
+            new_unit=loop.settling.new_unit,
+            dead_letter=loop.intake.dead_letter,
         )
         self.source.forward = self._counted(forwarder)
         return forwarder

@@ -21,11 +21,14 @@ from prometheus_client import CollectorRegistry
 from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
+from consumer.commands.owner_wiring import repartition_owner
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
 from consumer.core.decode import Decoder, load_schema
 from consumer.core.loop import Loop
+from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
+from consumer.core.validate import to_update
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_loop(
-    settings: config.Settings, metrics: Metrics | None, clock: Clock
+    settings: config.Settings, metrics: Metrics | None, clock: Clock, health: Health | None = None
 ) -> tuple[Loop, TargetClient]:
     reader_schema = load_schema(config.DEFAULT_WRITER_SCHEMA)
     if settings.schema_registry_url:
@@ -91,11 +94,12 @@ def build_loop(
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
     client = TargetClient(settings, metrics, pool_size=pool)
     backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
-    carry = (
-        CarryForward(settings.carry_forward_max_profiles)
-        if settings.carry_forward_enabled
-        else None
-    )
+    owner = repartition_owner(settings, metrics)  # None in the direct mode
+    carry: CarryForward | None = None
+    if owner is not None:
+        carry = owner.carry  # the owner's memory lives in its guard (docs/repartition.md)
+    elif settings.carry_forward_enabled:
+        carry = CarryForward(settings.carry_forward_max_profiles)
     batcher = Batcher(
         BatchLimits(
             settings.batch_max_rows, settings.batch_max_bytes, settings.batch_linger_seconds
@@ -111,7 +115,10 @@ def build_loop(
         retain_max_bytes=settings.status_retain_max_bytes,
         clock=clock,
     )
-    source = KafkaSource(settings.consumer_config(), settings.topics, metrics)
+    topics = settings.topics + (owner.subscribed if owner is not None else ())
+    source: Source = KafkaSource(settings.consumer_config(), topics, metrics)
+    if owner is not None:
+        source = owner.own(source, health)
     cut = CutBatches()
     single = None
     if settings.single_enabled:
@@ -142,13 +149,17 @@ def build_loop(
         batcher=batcher,
         carry=carry,
         uploads=sender,
-        dead_letter_sink=dead_letter_sink,
+        dead_letter_sink=owner.sinks(dead_letter_sink) if owner else dead_letter_sink,
         cut=cut,
         single=single,
         tracker=tracker,
         metrics=metrics,
         clock=clock,
     )
+    if owner is not None:
+        owner.attach(
+            loop, convert=lambda rec, tp: to_update(decoder.decode(rec.value), tp, rec.offset)
+        )
     return loop, client
 
 
@@ -182,7 +193,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
             }
         },
     )
-    loop, client = build_loop(settings, metrics, clock)
+    loop, client = build_loop(settings, metrics, clock, health)
     _install_signals(loop)
     idle_since = clock.monotonic()
     code = 0

@@ -117,7 +117,6 @@ class CarryForward:
         entry = self._entries.get((id_type, id_enc))
         return entry.batch_id if entry is not None else None
 
-
     def restore_guard(self, id_type: IdType, id_enc: str, cells: dict[str, Cell]) -> None:
         """Merge remembered stamps into a profile's guard (a new owner restoring the
         changelog, consumer/core/owner_memory.py): per attribute the newer ``occurred_at``

@@ -10,10 +10,11 @@ per call, not per record. Runs on the loop's thread.
 from __future__ import annotations
 
 from consumer.clock import Clock
+from consumer.core import internal_format
 from consumer.core.batcher import Batcher, Refused
 from consumer.core.decode import Decoder
 from consumer.core.ledger import SETTLED
-from consumer.core.model import DeadLetter, Priority, TopicPartition
+from consumer.core.model import DeadLetter, Priority, ProfileUpdate, TopicPartition
 from consumer.core.seams import Record
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
@@ -42,6 +43,10 @@ class Intake:
         self.metrics = metrics
         self.summary = summary
         self.clock = clock
+        # Repartition mode (docs/repartition.md): this topic's records are updates the
+        # forward stage already validated, in the internal format.
+        self.owned_topic = ""
+        self.dead_letter = self._dead_letter
 
     def take(self, records: list[Record]) -> None:
         """Run ``records`` (in consumption order) into the batcher, DLQ or urgent path."""
@@ -54,6 +59,8 @@ class Intake:
         consumed: dict[tuple[str, str], int] = {}
         bulk = skipped = poison = urgent = 0
         tps: dict[tuple[str, int], TopicPartition] = {}
+        owned = self.owned_topic
+        read_owned = internal_format.decode
         for rec in records:
             topic, partition, offset, _key, value, _timestamp = rec
             key = (topic, partition)
@@ -61,15 +68,20 @@ class Intake:
             if tp is None:
                 tp = tps[key] = TopicPartition(topic, partition)
             try:
-                event = decode(value)
-                update = to_update(event, tp, offset)
+                update: ProfileUpdate | None
+                if topic == owned:
+                    update = read_owned(value)
+                    source_label = update.source
+                else:
+                    event = decode(value)
+                    update = to_update(event, tp, offset)
+                    source_label = event.get("source") or "OTHER"
             except PoisonError as exc:
                 poison += 1
                 ck = (topic, "unknown")
                 consumed[ck] = consumed.get(ck, 0) + 1
                 self._dead_letter(exc, rec, tp)
                 continue
-            source_label = event.get("source") or "OTHER"
             ck = (topic, source_label)
             consumed[ck] = consumed.get(ck, 0) + 1
             if update is None:

@@ -64,6 +64,10 @@ class OwnedSource:
     def assigned(self) -> set[TopicPartition]:
         return self.inner.assigned
 
+    @assigned.setter
+    def assigned(self, tps: set[TopicPartition]) -> None:
+        self.inner.assigned = tps
+
     def _assigned(self, tps: set[TopicPartition]) -> None:
         owned = {tp.partition for tp in tps if tp.topic == self.topic}
         if owned:

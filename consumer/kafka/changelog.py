@@ -25,6 +25,7 @@ log = logging.getLogger("profile_sync.changelog")
 Apply = Callable[[bytes, bytes], None]
 _WATERMARK_TIMEOUT_SECONDS = 10.0
 _BATCH = 10_000
+_RETRY_SECONDS = 0.2
 
 
 class ChangelogRestorer:
@@ -67,22 +68,15 @@ class ChangelogRestorer:
     ) -> int:
         ends: dict[int, int] = {}
         starts = []
+        deadline = time.monotonic() + self.timeout_seconds
         for p in sorted(partitions):
-            try:
-                low, high = consumer.get_watermark_offsets(
-                    KafkaTopicPartition(self.topic, p), timeout=_WATERMARK_TIMEOUT_SECONDS
-                )
-            except KafkaException as exc:
-                raise FatalError(
-                    f"cannot read the changelog {self.topic}[{p}]: {exc.args[0].str()}"
-                ) from exc
+            low, high = self._watermarks(consumer, p, deadline, beat)
             if high > low:
                 ends[p] = high
                 starts.append(KafkaTopicPartition(self.topic, p, OFFSET_BEGINNING))
         if not ends:
             return 0
         consumer.assign(starts)
-        deadline = time.monotonic() + self.timeout_seconds
         read = 0
         while ends:
             if time.monotonic() > deadline:
@@ -97,8 +91,8 @@ class ChangelogRestorer:
                     if err.fatal() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                         raise FatalError(f"changelog read failed: {err.str()}")
                     continue
-                p = msg.partition()
-                offset = msg.offset()
+                p = msg.partition() or 0
+                offset = msg.offset() or 0
                 key = msg.key()
                 value = msg.value()
                 read += 1
@@ -110,7 +104,7 @@ class ChangelogRestorer:
                             "unreadable changelog record skipped",
                             extra={"fields": {"partition": p, "offset": offset, "error": str(exc)}},
                         )
-                if p in ends and offset is not None and offset + 1 >= ends[p]:
+                if p in ends and offset + 1 >= ends[p]:
                     del ends[p]
             if ends:
                 # Compaction can leave the last offsets empty: the position says it too.
@@ -118,3 +112,24 @@ class ChangelogRestorer:
                     if part.offset >= ends.get(part.partition, 0):
                         ends.pop(part.partition, None)
         return read
+
+    def _watermarks(
+        self, consumer: Consumer, p: int, deadline: float, beat: Callable[[], None]
+    ) -> tuple[int, int]:
+        """(low, high) of one partition; a partition just created may have no leader for
+        a moment, or be unknown to a broker's metadata yet: errors are retried until
+        ``deadline``)."""
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    KafkaTopicPartition(self.topic, p), timeout=_WATERMARK_TIMEOUT_SECONDS
+                )
+                return int(low), int(high)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal() or time.monotonic() > deadline:
+                    raise FatalError(
+                        f"cannot read the changelog {self.topic}[{p}]: {error.str()}"
+                    ) from exc
+            beat()
+            time.sleep(_RETRY_SECONDS)

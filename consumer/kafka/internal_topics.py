@@ -22,7 +22,9 @@ import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.cimpl import NewTopic
 
 from consumer.errors import ConfigError
 
@@ -70,10 +72,14 @@ def ensure(admin_config: dict[str, str], topics: InternalTopics, create: bool = 
     if missing and create:
         futures = admin.create_topics(
             [
-                NewTopic(name, num_partitions=topics.partitions, replication_factor=-1,
-                         config=wanted[name])
+                NewTopic(
+                    name,
+                    num_partitions=topics.partitions,
+                    replication_factor=-1,
+                    config=wanted[name],
+                )
                 for name in missing
-            ],  # fmt: skip
+            ],
             request_timeout=_TIMEOUT_SECONDS,
         )
         for name, future in futures.items():

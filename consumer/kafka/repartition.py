@@ -14,7 +14,6 @@ committed, so the records are read again by the next owner.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,9 @@ log = logging.getLogger("profile_sync.repartition")
 
 
 class RepartitionProducer:
-    def __init__(self, config: dict[str, str], repartition_topic: str, changelog_topic: str) -> None:
+    def __init__(
+        self, config: dict[str, str], repartition_topic: str, changelog_topic: str
+    ) -> None:
         conf: dict[str, Any] = dict(config)
         conf.update(
             {

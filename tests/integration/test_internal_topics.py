@@ -43,7 +43,10 @@ def test_internal_topics_are_created_then_checked(
     conf = {"bootstrap.servers": kafka_bootstrap}
     created = internal_topics.ensure(conf, internal)
     assert sorted(created) == sorted(
-        [f"{internal.repartition}: created, 4 partitions", f"{internal.changelog}: created, 4 partitions"]
+        [
+            f"{internal.repartition}: created, 4 partitions",
+            f"{internal.changelog}: created, 4 partitions",
+        ]
     )
     assert internal_topics.ensure(conf, internal) == [
         f"{internal.repartition}: exists, 4 partitions",
@@ -104,9 +107,14 @@ def test_a_new_owner_restores_the_memory_of_its_partitions_only(
     second = Batcher(LIMITS, second_carry)
     pos = TopicPartition("pos", 3)
     for pid in mine:
-        assert second.add(make_update(pid, {"tier": "bronze"}, occurred_at=5_000, tp=pos), 0.0) is STALE
+        assert (
+            second.add(make_update(pid, {"tier": "bronze"}, occurred_at=5_000, tp=pos), 0.0)
+            is STALE
+        )
     others = [p for p in profiles if p not in mine]
-    assert isinstance(second.add(make_update(others[0], {"tier": "b"}, occurred_at=5_000, tp=pos), 0.0), int)
+    assert isinstance(
+        second.add(make_update(others[0], {"tier": "b"}, occurred_at=5_000, tp=pos), 0.0), int
+    )
     assert second_carry.guard(IdType.THIRD_PARTY_ID, others[0]) is None
 
 

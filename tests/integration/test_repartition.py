@@ -69,9 +69,7 @@ def test_three_replicas_two_topics_joins_leaves_and_a_kill_end_with_the_newest_v
     wait_for(lambda: first.metric("profile_sync_batches_total") >= 1, 60, "batches accepted")
     _produce(s, events[2000:4000], seed=2)
     third = s.start(**REPARTITION)
-    wait_for(
-        lambda: third.metric("profile_sync_partitions_assigned") >= 1, 60, "the third member"
-    )
+    wait_for(lambda: third.metric("profile_sync_partitions_assigned") >= 1, 60, "the third member")
     second.kill()  # SIGKILL: its partitions are lost after the session times out
     _produce(s, events[4000:], seed=3)
     third.signal(signal.SIGTERM)  # a member leaves
@@ -118,7 +116,9 @@ def test_a_source_keyed_by_store_id_ends_with_the_newest_values(
     internal_cleanup.append(s)
     events = random_events(3000, 300, seed=13)
     rng = random.Random(5)
-    records = [(f"store-{rng.randrange(40):03d}".encode(), encode_profile_change(e)) for e in events]
+    records = [
+        (f"store-{rng.randrange(40):03d}".encode(), encode_profile_change(e)) for e in events
+    ]
     produce_raw(s.topics[0], records)
     overrides = {**REPARTITION, "PROFILE_SYNC_REPARTITION": "always"}
     first = s.start(**overrides)

@@ -22,8 +22,10 @@ V1_RECORD = bytes.fromhex(
     "03504f53"  # "POS"
     "0365762d"  # event id "ev-"
     "02"  # 2 attributes
-    "0474696572" "04676f6c64"  # tier=gold
-    "0a73746f72652e63697479" "0a53c3a36f205061756c6f"  # store.city=São Paulo
+    "0474696572"
+    "04676f6c64"  # tier=gold
+    "0a73746f72652e63697479"
+    "0a53c3a36f205061756c6f"  # store.city=São Paulo
 )
 
 

@@ -31,12 +31,16 @@ def test_a_new_owner_refuses_an_event_older_than_what_the_previous_owner_sent() 
     for key, value in log:
         carry.restore(key, value)
     # Older than the gold sent: refused, whichever partition it comes from.
-    assert second.add(make_update("p 1", {"tier": "silver"}, occurred_at=1_000, tp=POS), 0.0) is STALE
+    assert (
+        second.add(make_update("p 1", {"tier": "silver"}, occurred_at=1_000, tp=POS), 0.0) is STALE
+    )
     # Newer: taken.
     batch = second.add(make_update("p 1", {"tier": "platinum"}, occurred_at=2_001, tp=POS), 0.0)
     assert isinstance(batch, int)
     # An attribute the memory does not hold is taken whatever its age.
-    assert isinstance(second.add(make_update("p 2", {"tier": "x"}, occurred_at=1, tp=POS), 0.0), int)
+    assert isinstance(
+        second.add(make_update("p 2", {"tier": "x"}, occurred_at=1, tp=POS), 0.0), int
+    )
 
 
 def test_the_changelog_record_holds_every_attribute_sent_so_far_with_its_newest_stamp() -> None:
@@ -75,6 +79,9 @@ def test_auto_mode_repartitions_unless_one_topic_is_keyed_by_profile() -> None:
     assert use_repartition("auto", ["a", "b"])[0] is True
     assert use_repartition("auto", ["a"], mapping_file="m.yaml")[0] is True
     assert use_repartition("auto", ["a"], keyed_by_profile=lambda t: False)[0] is True
-    assert use_repartition("auto", ["a"], mapping_file="m", keyed_by_profile=lambda t: True)[0] is False
+    assert (
+        use_repartition("auto", ["a"], mapping_file="m", keyed_by_profile=lambda t: True)[0]
+        is False
+    )
     assert use_repartition("never", ["a", "b"])[0] is False
     assert use_repartition("always", ["a"])[0] is True

@@ -74,7 +74,9 @@ def test_repartition_partitions_are_restored_before_the_loop_hears_of_them() -> 
     src = _owned(inner, log, restored)
     heard: list[set[TopicPartition]] = []
     src.on_assign = lambda tps: heard.append(set(restored[-1]) if restored else set())
-    inner.on_assign({TopicPartition(REPART, 2), TopicPartition(REPART, 5), TopicPartition("pos", 0)})
+    inner.on_assign(
+        {TopicPartition(REPART, 2), TopicPartition(REPART, 5), TopicPartition("pos", 0)}
+    )
     assert restored == [{2, 5}]
     assert heard == [{2, 5}]  # the loop was told only after the restore
 
@@ -122,7 +124,9 @@ def test_source_records_are_forwarded_and_settle_only_when_acknowledged() -> Non
             raise ValidationError("bad_id", "no")
         if rec.value == b"empty":
             return None
-        return make_update(rec.value.decode() if rec.value else "", {"a": "1"}, tp=tp, offset=rec.offset)
+        return make_update(
+            rec.value.decode() if rec.value else "", {"a": "1"}, tp=tp, offset=rec.offset
+        )
 
     fwd = Forwarder(
         REPART, convert=convert, writes=writes, track=ledger.track, new_unit=lambda: next(units),
