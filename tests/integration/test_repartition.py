@@ -66,7 +66,11 @@ def test_three_replicas_two_topics_joins_leaves_and_a_kill_end_with_the_newest_v
     _produce(s, events[:2000], seed=1)
     first = s.start(**REPARTITION)
     second = s.start(**REPARTITION)
-    wait_for(lambda: first.metric("profile_sync_batches_total") >= 1, 60, "batches accepted")
+    wait_for(
+        lambda: sum(m.metric("profile_sync_batches_total") for m in (first, second)) >= 1,
+        60,
+        "batches accepted",
+    )
     _produce(s, events[2000:4000], seed=2)
     third = s.start(**REPARTITION)
     wait_for(lambda: third.metric("profile_sync_partitions_assigned") >= 1, 60, "the third member")
@@ -76,6 +80,8 @@ def test_three_replicas_two_topics_joins_leaves_and_a_kill_end_with_the_newest_v
     assert third.wait(60) == 0
     wait_for(lambda: s.all_committed() and _repartition_committed(s), 90, "every offset committed")
     s.wait_for_state(s.expected(events), timeout=60)
+    # The survivor took the dead member's repartition partitions over from the changelog.
+    assert first.metric("profile_sync_changelog_restored_records_total") >= 1
     first.signal(signal.SIGTERM)
     assert first.wait(60) == 0
 
@@ -116,13 +122,22 @@ def test_a_source_keyed_by_store_id_ends_with_the_newest_values(
     internal_cleanup.append(s)
     events = random_events(3000, 300, seed=13)
     rng = random.Random(5)
-    records = [
-        (f"store-{rng.randrange(40):03d}".encode(), encode_profile_change(e)) for e in events
-    ]
-    produce_raw(s.topics[0], records)
+    # POS-like records keyed by store: one profile's events spread over every partition.
+    by_partition: dict[int, list[tuple[bytes, bytes]]] = {0: [], 1: [], 2: []}
+    for e in events:
+        store = rng.randrange(40)
+        by_partition[store % 3].append((f"store-{store:03d}".encode(), encode_profile_change(e)))
     overrides = {**REPARTITION, "PROFILE_SYNC_REPARTITION": "always"}
     first = s.start(**overrides)
     second = s.start(**overrides)
+    for member in (first, second):
+        wait_for(lambda m=member: m.metric("profile_sync_partitions_assigned") >= 1, 60, "members")
+    produce_raw(s.topics[0], by_partition[0], partition=0)
+    produce_raw(s.topics[0], by_partition[1], partition=1)
+    wait_for(lambda: s.all_committed() and _repartition_committed(s), 90, "two partitions done")
+    # The third partition lags behind: its events, older than values already sent for
+    # the same profiles, arrive last.
+    produce_raw(s.topics[0], by_partition[2], partition=2)
     wait_for(lambda: s.all_committed() and _repartition_committed(s), 90, "every offset committed")
     s.wait_for_state(s.expected(events), timeout=60)
     for member in (first, second):
