@@ -57,7 +57,7 @@ def test_no_reference_to_a_rule_numbering_outside_the_repository() -> None:
     assert not stray, stray
 
 
-# Names that look like repository paths but are not: kubectl's `deploy/NAME` resource form,
+# Names that look like repository paths but are not: the form kubectl gives a Deployment,
 # and where the wheel places schemas/ inside the installed package.
 NOT_PATHS = {"deploy/target-profile-sync", "consumer/schemas"}
 
