@@ -41,6 +41,12 @@ def repartition_owner(settings: Settings, metrics: Metrics | None) -> Owner | No
     return Owner(settings, metrics, why)
 
 
+def forwarded(source: Source) -> int:
+    """Source records the forward stage took since the last call (the loop counts only
+    the repartition topic's records; ``--exit-when-idle`` needs both)."""
+    return source.take_forwarded() if isinstance(source, OwnedSource) else 0
+
+
 class _Sinks:
     """The dead-letter sink and the repartition producer served as one: the loop polls
     and flushes it wherever it serves dead letters, so acknowledged forwards settle
@@ -146,6 +152,8 @@ class Owner:
         def take(records: list[Record]) -> list[Record]:
             before = forwarder.forwarded
             owned = forwarder.take(records)
+            if self.source is not None:
+                self.source.forwarded += len(records) - len(owned)
             if metrics is not None and forwarder.forwarded > before:
                 metrics.events_forwarded.inc(forwarder.forwarded - before)
             return owned

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
-from consumer.commands.owner_wiring import repartition_owner
+from consumer.commands.owner_wiring import forwarded, repartition_owner
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
 from consumer.core.decode import Decoder, load_schema
@@ -199,7 +199,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     code = 0
     try:
         while not loop.stopping:
-            consumed = loop.turn()
+            consumed = loop.turn() + forwarded(loop.source)
             health.beat()
             health.set_assigned(len(loop.source.assigned))
             if consumed:

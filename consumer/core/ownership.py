@@ -50,6 +50,7 @@ class OwnedSource:
         self._on_restored = on_restored
         self._held: deque[tuple[int, dict[TopicPartition, int]]] = deque()
         self.restoring = False
+        self.forwarded = 0  # source records taken by ``forward`` (see ``take_forwarded``)
         # The forward stage (consumer/core/forward.py): takes the source records of each
         # consumed list, returns the repartition topic's for the loop.
         self.forward: Callable[[list[Record]], list[Record]] = lambda records: records
@@ -87,6 +88,11 @@ class OwnedSource:
                 },
             )  # fmt: skip
         self.on_assign(tps)
+
+    def take_forwarded(self) -> int:
+        """Source records forwarded since the last call."""
+        n, self.forwarded = self.forwarded, 0
+        return n
 
     def _lost(self, tps: set[TopicPartition]) -> None:
         self._drop_held(tps)
