@@ -6,7 +6,8 @@ returns the others (the repartition topic's), which the intake batches as usual.
 record is converted exactly as the direct mode does it (``convert``: decode, map,
 validate); poison goes to the dead-letter topic, nothing-to-send settles at once, and an
 update is written to the repartition topic keyed by its profile. Its source offset
-settles when the broker acknowledged that write (a ledger unit like a dead letter), so
+settles when the broker acknowledged that write (one ledger unit, like a dead letter's,
+for the updates of one consumed list), so
 source offsets are committed only behind acknowledged writes (guarantee 1 in
 docs/guarantees.md). Runs on the loop's thread.
 """
@@ -61,6 +62,9 @@ class Forwarder:
         tps: dict[tuple[str, int], TopicPartition] = {}
         encode = internal_format.encode
         key_of = internal_format.record_key
+        forward = self.writes.forward
+        track = self.track
+        unit = 0  # one unit for every update of this list: it settles when all are acked
         for rec in records:
             topic = rec.topic
             if topic == own:
@@ -77,10 +81,11 @@ class Forwarder:
                 continue
             if update is None:
                 self.skipped += 1
-                self.track(tp, rec.offset, SETTLED)
+                track(tp, rec.offset, SETTLED)
                 continue
-            unit = self.new_unit()
-            self.track(tp, rec.offset, unit)
-            self.writes.forward(key_of(update.id_type, update.profile_id), encode(update), unit)
+            if not unit:
+                unit = self.new_unit()
+            track(tp, rec.offset, unit)
+            forward(key_of(update.id_type, update.profile_id), encode(update), unit)
             self.forwarded += 1
         return owned

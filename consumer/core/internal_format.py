@@ -51,36 +51,46 @@ def record_key(id_type: IdType, profile_id: str) -> bytes:
     return f"{id_type.value}:{profile_id}".encode()
 
 
-def _varint(out: bytearray, n: int) -> None:
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
+    return bytes(out)
 
 
-def _string(out: bytearray, s: str) -> None:
-    b = s.encode()
-    _varint(out, len(b))
-    out += b
+_SMALL = [bytes((i,)) for i in range(0x80)]
 
 
 def encode(update: ProfileUpdate) -> bytes:
-    """``update`` as a version-1 record value."""
-    out = bytearray((VERSION, (_PCID if update.id_type is IdType.PC_ID else 0)
-                     | (_URGENT if update.priority is Priority.URGENT else 0)))  # fmt: skip
+    """``update`` as a version-1 record value (one join of small parts: the hot path)."""
+    flags = (_PCID if update.id_type is IdType.PC_ID else 0) | (
+        _URGENT if update.priority is Priority.URGENT else 0
+    )
     t = update.occurred_at
-    _varint(out, (t << 1) ^ (t >> 63))
-    _string(out, update.tp.topic)
-    _varint(out, update.tp.partition)
-    _varint(out, update.offset)
-    _string(out, update.profile_id)
-    _string(out, update.source)
-    _string(out, update.event_id)
-    _varint(out, len(update.attributes))
+    topic = update.tp.topic.encode()
+    pid = update.profile_id.encode()
+    source = update.source.encode()
+    event_id = update.event_id.encode()
+    v = _varint
+    parts = [
+        _SMALL[VERSION], _SMALL[flags], v((t << 1) ^ (t >> 63)),
+        v(len(topic)), topic, v(update.tp.partition), v(update.offset),
+        v(len(pid)), pid, v(len(source)), source, v(len(event_id)), event_id,
+        v(len(update.attributes)),
+    ]  # fmt: skip
+    append = parts.append
     for name, value in update.attributes.items():
-        _string(out, name)
-        _string(out, value)
-    return bytes(out)
+        nb = name.encode()
+        vb = value.encode()
+        append(v(len(nb)))
+        append(nb)
+        append(v(len(vb)))
+        append(vb)
+    return b"".join(parts)
 
 
 def _read_v1(buf: bytes) -> ProfileUpdate:

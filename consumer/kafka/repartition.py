@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -48,6 +49,8 @@ class RepartitionProducer:
         self.changelog_topic = changelog_topic
         self.on_settled: Callable[[int], None] = lambda unit: None
         self._outstanding = 0
+        self._unit_pending: dict[int, int] = {}
+        self._callbacks: dict[int, Callable[[KafkaError | None, Message], None]] = {}
         self._failed: str | None = None
         # Changelog writes by sequence number; ``_log_done`` is the count of the longest
         # acknowledged prefix.
@@ -60,17 +63,27 @@ class RepartitionProducer:
     # -- the repartition stage
 
     def forward(self, key: bytes, value: bytes, unit: int) -> None:
-        """Produce one update; ``on_settled(unit)`` once the broker acknowledged it."""
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            self._outstanding -= 1
-            if err is not None:
-                self._fail(err)
-            else:
-                self.on_settled(unit)
-
-        self._produce(self.repartition_topic, key, value, delivered)
+        """Produce one update; ``on_settled(unit)`` once the broker acknowledged every
+        update of ``unit`` (the forward stage uses one unit per consumed list)."""
+        cb = self._callbacks.get(unit)
+        if cb is None:
+            cb = self._callbacks[unit] = partial(self._forwarded, unit)
+        self._unit_pending[unit] = self._unit_pending.get(unit, 0) + 1
+        self._produce(self.repartition_topic, key, value, cb)
         self.bytes_forwarded += len(key) + len(value)
+
+    def _forwarded(self, unit: int, err: KafkaError | None, _msg: Message) -> None:
+        self._outstanding -= 1
+        if err is not None:
+            self._fail(err)
+            return
+        left = self._unit_pending[unit] - 1
+        if left:
+            self._unit_pending[unit] = left
+        else:
+            del self._unit_pending[unit]
+            del self._callbacks[unit]
+            self.on_settled(unit)
 
     # -- the owner's memory
 

@@ -130,7 +130,10 @@ def test_source_records_are_forwarded_and_settle_only_when_acknowledged() -> Non
 
     fwd = Forwarder(
         REPART, convert=convert, writes=writes, track=ledger.track, new_unit=lambda: next(units),
-        dead_letter=lambda exc, rec, tp: letters.append(exc.reason),
+        dead_letter=lambda exc, rec, tp: (
+            letters.append(exc.reason),
+            ledger.track(tp, rec.offset, -99),  # settles when its dead letter lands
+        ),
     )  # fmt: skip
     records = [
         Record("pos", 0, 0, None, b"p1", 0),
@@ -147,5 +150,8 @@ def test_source_records_are_forwarded_and_settle_only_when_acknowledged() -> Non
     tp = TopicPartition("pos", 0)
     ledger.track(tp, 4, SETTLED)
     assert ledger.take_committable() == {}
-    ledger.settle(writes.sent[0][2])  # p1 acknowledged; offset 2 waits for its dead letter
+    assert writes.sent[0][2] == writes.sent[1][2]  # one unit for the list's updates
+    ledger.settle(writes.sent[0][2])  # both acknowledged; offset 2 waits for its dead letter
     assert ledger.take_committable() == {tp: 2}
+    ledger.settle(-99)
+    assert ledger.take_committable() == {tp: 5}
