@@ -17,7 +17,7 @@ from consumer.core.loop import Loop
 from consumer.core.model import DeadLetter
 from consumer.core.owner_memory import LoggedCarry
 from consumer.core.ownership import OwnedSource
-from consumer.core.placement import use_repartition
+from consumer.core.placement import KeyedByProfile, use_repartition
 from consumer.core.seams import DeadLetterSink, Record, Source
 from consumer.health import Health
 from consumer.kafka import internal_topics
@@ -31,10 +31,21 @@ log = logging.getLogger("profile_sync.owner")
 SinkFactory = Callable[[Callable[[int], None]], DeadLetterSink]
 
 
-def repartition_owner(settings: Settings, metrics: Metrics | None) -> Owner | None:
-    """The ``Owner`` when the settings call for the repartition mode, else None."""
+def repartition_owner(
+    settings: Settings, metrics: Metrics | None, keyed_by_profile: KeyedByProfile | None = None
+) -> Owner | None:
+    """The ``Owner`` when the settings call for the repartition mode, else None.
+
+    ``keyed_by_profile(topic)``: the mapping's word on whether a topic's records are keyed
+    by profile id (consumer/core/placement.py); without it a mapping file counts as not.
+    """
     mapping_file = str(getattr(settings, "mapping_file", "") or "")
-    on, why = use_repartition(settings.repartition, settings.topics, mapping_file=mapping_file)
+    on, why = use_repartition(
+        settings.repartition,
+        settings.topics,
+        mapping_file=mapping_file,
+        keyed_by_profile=keyed_by_profile,
+    )
     if not on:
         log.info("direct mode", extra={"fields": {"why": why}})
         return None
