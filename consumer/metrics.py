@@ -69,6 +69,13 @@ class Metrics:
             "dead_letter_failures_total",
             "Dead-letter writes that failed; their offsets are held back and retried.",
         )
+        self.mapping_skips = counter(
+            "mapping_skipped_total",
+            "Records a mapping skips on purpose, settled without an update: filtered "
+            "(skip_when), deleted and tombstone (Debezium). Failures are poison_events_total "
+            "with reason mapping_failed.",
+            ("topic", "reason"),
+        )
 
         # -- buffer and batches
         self.buffer_rows = gauge("buffer_rows", "Profile rows buffered.", ("id_type",))

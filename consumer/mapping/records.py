@@ -28,10 +28,13 @@ def decoder_for(
     for plain Avro (the contract's ``PROFILE_SYNC_WRITER_SCHEMA``). Raises ``MappingSpecError``
     when plain Avro has no schema to read with."""
     spec = entry.spec
-    reader = load_schema(Path(spec.reader_schema)) if spec.reader_schema else None
-    if registry is not None:
-        return Decoder(reader, registry=registry)
-    writer = writer_schema or (load_schema(Path(spec.schema)) if spec.schema else None)
+    try:
+        reader = load_schema(Path(spec.reader_schema)) if spec.reader_schema else None
+        if registry is not None:
+            return Decoder(reader, registry=registry)
+        writer = writer_schema or (load_schema(Path(spec.schema)) if spec.schema else None)
+    except (OSError, ValueError) as exc:
+        raise MappingSpecError({f"{spec.label} / schema": f"cannot read: {exc}"}) from None
     if writer is None and reader is None:
         raise MappingSpecError(
             {f"{spec.label} / schema": "plain Avro (no Schema Registry) needs schema: in the entry"}
