@@ -74,7 +74,7 @@ class Metrics:
             "Records a mapping skips on purpose, settled without an update: filtered "
             "(skip_when), deleted and tombstone (Debezium). Failures are poison_events_total "
             "with reason mapping_failed.",
-            ("topic", "reason"),
+            ("reason",),
         )
 
         # -- buffer and batches
@@ -205,6 +205,8 @@ class Metrics:
             self.batch_status.labels(status)
         for result in ("successful", "failed", "not_found"):
             self.batch_updates.labels(result)
+        for reason in ("filtered", "deleted", "tombstone"):
+            self.mapping_skips.labels(reason)
 
 
 def status_class(status: int | None) -> str:

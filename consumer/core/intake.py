@@ -55,7 +55,7 @@ class Intake:
         single = self.single
         consumed: dict[tuple[str, str], int] = {}
         bulk = skipped = poison = urgent = 0
-        mapping_skips: dict[tuple[str, str], int] = {}
+        mapping_skips: dict[str, int] = {}
         tps: dict[tuple[str, int], TopicPartition] = {}
         for rec in records:
             topic, partition, offset, _key, value, timestamp = rec
@@ -77,8 +77,8 @@ class Intake:
                 skipped += 1
                 track(tp, offset, SETTLED)
                 if update.reason is not SkipReason.NO_CHANGE:
-                    sk = (topic, update.reason)
-                    mapping_skips[sk] = mapping_skips.get(sk, 0) + 1
+                    why = update.reason
+                    mapping_skips[why] = mapping_skips.get(why, 0) + 1
                 continue
             ck = (topic, update.source)
             consumed[ck] = consumed.get(ck, 0) + 1
@@ -131,8 +131,8 @@ class Intake:
                 m.events_routed.labels("single").inc(urgent)
             if skipped > mapped_away:
                 m.events_skipped.inc(skipped - mapped_away)
-            for (topic, reason), n in mapping_skips.items():
-                m.mapping_skips.labels(topic, reason).inc(n)
+            for reason, n in mapping_skips.items():
+                m.mapping_skips.labels(reason).inc(n)
 
     def _dead_letter(
         self, exc: PoisonError, rec: Record, tp: TopicPartition, stage: str = ""

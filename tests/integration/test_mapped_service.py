@@ -146,7 +146,7 @@ def test_debezium_life_cycle_of_one_customer_ends_with_the_last_after_image(
         }
     )
     skips = {
-        reason: service.metric("profile_sync_mapping_skipped_total", topic=topic, reason=reason)
+        reason: service.metric("profile_sync_mapping_skipped_total", reason=reason)
         for reason in ("deleted", "tombstone")
     }
     assert service.wait(60) == 0, service.log_tail()
