@@ -60,6 +60,15 @@ class RecordMapper:
         self._writer_schema = writer_schema
         self._topics: dict[str, tuple[Decoder, Apply, bool]] = {}
 
+    @property
+    def mappings(self) -> Mappings:
+        return self._mappings
+
+    def keyed_by_profile(self, topic: str) -> bool:
+        """Whether ``topic``'s records are keyed by their profile id, as its entry declares
+        (``keyed_by_profile``; the built-in contract mapping says so)."""
+        return self._mappings.keyed_by_profile(topic)
+
     def require(self, topics: Iterable[str]) -> None:
         """Fail at start-up (``MappingSpecError``) for a topic no entry maps, or one whose
         entry cannot build a decoder."""

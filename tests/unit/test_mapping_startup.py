@@ -58,10 +58,20 @@ class LatestOnly:
 
 def test_without_a_mapping_file_every_topic_reads_the_contract_keyed_by_profile() -> None:
     s = settings("pos.profile-changes,crm.profile-changes")
-    build_mapper(s, None)  # the bundled contract mapping fits the bundled schema
-    mappings = load_mappings(s)
-    assert mappings.keyed_by_profile("pos.profile-changes")
-    assert mappings.keyed_by_profile("anything")
+    mapper = build_mapper(s, None)  # the bundled contract mapping fits the bundled schema
+    assert mapper.keyed_by_profile("pos.profile-changes")
+    assert load_mappings(s).keyed_by_profile("crm.profile-changes")
+
+
+def test_a_user_entry_is_keyed_by_profile_only_when_it_says_so(tmp_path: Path) -> None:
+    text = mapping_file_text(["events"], "pos.purchases", "crm.public.customers")
+    text = text.replace(
+        "  schema: " + str(CUSTOMERS_SCHEMA),
+        "  keyed_by_profile: true\n  schema: " + str(CUSTOMERS_SCHEMA),
+    )
+    s = settings("events,pos.purchases,crm.public.customers", write(tmp_path, text))
+    mapper = build_mapper(s, None)
+    assert [mapper.keyed_by_profile(t) for t in s.topics] == [True, False, True]
 
 
 def test_a_topic_without_an_entry_is_refused_by_name(tmp_path: Path) -> None:
