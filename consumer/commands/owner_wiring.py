@@ -14,7 +14,7 @@ from collections.abc import Callable
 from consumer.config import Settings
 from consumer.core.forward import Convert, Forwarder
 from consumer.core.loop import Loop
-from consumer.core.model import DeadLetter
+from consumer.core.model import DeadLetter, ProfileUpdate, TopicPartition
 from consumer.core.owner_memory import LoggedCarry
 from consumer.core.ownership import OwnedSource
 from consumer.core.placement import KeyedByProfile, use_repartition
@@ -24,6 +24,7 @@ from consumer.kafka import internal_topics
 from consumer.kafka.changelog import ChangelogRestorer
 from consumer.kafka.internal_topics import InternalTopics
 from consumer.kafka.repartition import RepartitionProducer
+from consumer.mapping import RecordMapper, Skip, SkipReason
 from consumer.metrics import Metrics
 
 log = logging.getLogger("profile_sync.owner")
@@ -50,6 +51,21 @@ def repartition_owner(
         log.info("direct mode", extra={"fields": {"why": why}})
         return None
     return Owner(settings, metrics, why)
+
+
+def source_updates(mapper: RecordMapper, metrics: Metrics | None = None) -> Convert:
+    """The forward stage's conversion: the intake's mapper; a skip means nothing to send
+    (counted by reason like the intake counts it)."""
+
+    def convert(rec: Record, tp: TopicPartition) -> ProfileUpdate | None:
+        update = mapper.map(tp, rec.offset, rec.value, rec.timestamp)
+        if isinstance(update, Skip):
+            if metrics is not None and update.reason is not SkipReason.NO_CHANGE:
+                metrics.mapping_skips.labels(update.reason).inc()
+            return None
+        return update
+
+    return convert
 
 
 def forwarded(source: Source) -> int:

@@ -1,7 +1,8 @@
 """``profile-sync run``: wire the loop (consumer/core/loop.py) to its edges and run it.
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, or ``--exit-when-idle``), 2 for a
-configuration error, 3 when the service stopped in a fatal state (see the log line).
+configuration error (a mapping file that does not fit its topics included, every problem
+named: consumer/mapping/startup.py), 3 when the service stopped in a fatal state (see the log line).
 A second SIGTERM/SIGINT exits at once with 143/130 without committing.
 """
 
@@ -21,18 +22,18 @@ from prometheus_client import CollectorRegistry
 from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
-from consumer.commands.owner_wiring import forwarded, repartition_owner
+from consumer.commands.owner_wiring import forwarded, repartition_owner, source_updates
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
-from consumer.core.decode import Decoder, load_schema
 from consumer.core.loop import Loop
 from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
-from consumer.core.validate import to_update
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
 from consumer.kafka.source import KafkaSource
+from consumer.mapping import RecordMapper
+from consumer.mapping.startup import build_mapper
 from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
@@ -81,20 +82,28 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
 
-def build_loop(
-    settings: config.Settings, metrics: Metrics | None, clock: Clock, health: Health | None = None
-) -> tuple[Loop, TargetClient]:
-    reader_schema = load_schema(config.DEFAULT_WRITER_SCHEMA)
+def load_mapper(settings: config.Settings, clock: Clock) -> RecordMapper:
+    """The checked mapping of every topic; ``MappingSpecError`` (exit 2) when it does not
+    fit, ``FatalError`` (exit 3) when the Schema Registry cannot be reached."""
+    registry = None
     if settings.schema_registry_url:
         from consumer.kafka.registry import RegistrySchemas
 
-        decoder = Decoder(reader_schema, registry=RegistrySchemas(settings, clock))
-    else:
-        decoder = Decoder(reader_schema, writer_schema=load_schema(settings.writer_schema_path))
+        registry = RegistrySchemas(settings, clock)
+    return build_mapper(settings, registry)
+
+
+def build_loop(
+    settings: config.Settings,
+    metrics: Metrics | None,
+    clock: Clock,
+    mapper: RecordMapper,
+    health: Health | None = None,
+) -> tuple[Loop, TargetClient]:
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
     client = TargetClient(settings, metrics, pool_size=pool)
     backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
-    owner = repartition_owner(settings, metrics)  # None in the direct mode
+    owner = repartition_owner(settings, metrics, mapper.keyed_by_profile)  # None: direct
     carry: CarryForward | None = None
     if owner is not None:
         carry = owner.carry  # the owner's memory lives in its guard (docs/repartition.md)
@@ -145,7 +154,7 @@ def build_loop(
     loop = Loop(
         settings,
         source=source,
-        decoder=decoder,
+        mapper=mapper,
         batcher=batcher,
         carry=carry,
         uploads=sender,
@@ -157,9 +166,7 @@ def build_loop(
         clock=clock,
     )
     if owner is not None:
-        owner.attach(
-            loop, convert=lambda rec, tp: to_update(decoder.decode(rec.value), tp, rec.offset)
-        )
+        owner.attach(loop, convert=source_updates(mapper, metrics))
     return loop, client
 
 
@@ -177,6 +184,11 @@ def _install_signals(loop: Loop) -> None:
 
 def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int:
     clock = SystemClock()
+    try:
+        mapper = load_mapper(settings, clock)  # before anything starts: refuse a bad mapping
+    except FatalError as exc:
+        log.error("cannot start", extra={"fields": {"error": str(exc)}})
+        return EXIT_FATAL
     registry = CollectorRegistry() if settings.metrics_enabled else None
     metrics = Metrics(registry) if registry is not None else None
     health = Health(clock, settings.liveness_timeout_seconds, metrics)
@@ -193,7 +205,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
             }
         },
     )
-    loop, client = build_loop(settings, metrics, clock, health)
+    loop, client = build_loop(settings, metrics, clock, mapper, health)
     _install_signals(loop)
     idle_since = clock.monotonic()
     code = 0
