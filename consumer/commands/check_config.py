@@ -8,6 +8,7 @@ without connecting anywhere).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -63,9 +64,17 @@ def internal_topics_report(settings: config.Settings) -> dict[str, Any]:
     (docs/repartition.md). Computed from the settings alone: nothing is contacted."""
     from consumer.core.placement import use_repartition
     from consumer.kafka.internal_topics import names
+    from consumer.mapping.startup import load_mappings
 
+    keyed = None
+    # A bad mapping file is reported by run and `mapping check`; here it counts as not keyed.
+    with contextlib.suppress(ConfigError):
+        keyed = load_mappings(settings).keyed_by_profile
     on, why = use_repartition(
-        settings.repartition, settings.topics, mapping_file=_mapping_file(settings)
+        settings.repartition,
+        settings.topics,
+        mapping_file=settings.mapping_file,
+        keyed_by_profile=keyed,
     )
     report: dict[str, Any] = {"mode": "repartition" if on else "direct", "why": why}
     if on:
@@ -78,7 +87,3 @@ def internal_topics_report(settings: config.Settings) -> dict[str, Any]:
             log: f"{n} partitions, cleanup.policy=compact",
         }
     return report
-
-
-def _mapping_file(settings: config.Settings) -> str:
-    return str(getattr(settings, "mapping_file", "") or "")

@@ -40,11 +40,10 @@ def repartition_owner(
     ``keyed_by_profile(topic)``: the mapping's word on whether a topic's records are keyed
     by profile id (consumer/core/placement.py); without it a mapping file counts as not.
     """
-    mapping_file = str(getattr(settings, "mapping_file", "") or "")
     on, why = use_repartition(
         settings.repartition,
         settings.topics,
-        mapping_file=mapping_file,
+        mapping_file=settings.mapping_file,
         keyed_by_profile=keyed_by_profile,
     )
     if not on:
