@@ -19,6 +19,7 @@ from consumer.core.owner_memory import LoggedCarry
 from consumer.core.ownership import OwnedSource
 from consumer.core.placement import KeyedByProfile, use_repartition
 from consumer.core.seams import DeadLetterSink, Record, Source
+from consumer.core.summary import Summary
 from consumer.health import Health
 from consumer.kafka import internal_topics
 from consumer.kafka.changelog import ChangelogRestorer
@@ -169,19 +170,33 @@ class Owner:
             new_unit=loop.settling.new_unit,
             dead_letter=loop.intake.dead_letter,
         )
-        self.source.forward = self._counted(forwarder)
+        self.source.forward = self._counted(forwarder, loop.summary)
         return forwarder
 
-    def _counted(self, forwarder: Forwarder) -> Callable[[list[Record]], list[Record]]:
+    def _counted(
+        self, forwarder: Forwarder, summary: Summary
+    ) -> Callable[[list[Record]], list[Record]]:
+        """``forwarder.take`` that also counts what it read, as the intake counts events
+        in the direct mode (the intake leaves the repartition topic's records uncounted)."""
         metrics = self.metrics
 
         def take(records: list[Record]) -> list[Record]:
-            before = forwarder.forwarded
+            before = (forwarder.forwarded, forwarder.skipped, forwarder.poison)
             owned = forwarder.take(records)
+            if len(owned) == len(records):
+                return owned
             if self.source is not None:
                 self.source.forwarded += len(records) - len(owned)
-            if metrics is not None and forwarder.forwarded > before:
-                metrics.events_forwarded.inc(forwarder.forwarded - before)
+            forwarded = forwarder.forwarded - before[0]
+            summary.events_consumed += len(records) - len(owned)
+            summary.events_skipped += forwarder.skipped - before[1]
+            summary.events_poison += forwarder.poison - before[2]
+            if metrics is not None:
+                for (topic, label), n in forwarder.consumed.items():
+                    metrics.events_consumed.labels(topic, label).inc(n)
+                if forwarded:
+                    metrics.events_forwarded.inc(forwarded)
+            forwarder.consumed.clear()
             return owned
 
         return take

@@ -52,6 +52,8 @@ class Forwarder:
         self.forwarded = 0
         self.skipped = 0
         self.poison = 0
+        # Source records by (topic, source label) since ``take_counts`` (metrics, summary).
+        self.consumed: dict[tuple[str, str], int] = {}
 
     def take(self, records: list[Record]) -> list[Record]:
         """Forward the source records of ``records``; return the repartition topic's."""
@@ -64,6 +66,7 @@ class Forwarder:
         key_of = internal_format.record_key
         forward = self.writes.forward
         track = self.track
+        consumed = self.consumed
         unit = 0  # one unit for every update of this list: it settles when all are acked
         for rec in records:
             topic = rec.topic
@@ -77,12 +80,18 @@ class Forwarder:
                 update = self.convert(rec, tp)
             except PoisonError as exc:
                 self.poison += 1
+                ck = (topic, "unknown")
+                consumed[ck] = consumed.get(ck, 0) + 1
                 self.dead_letter(exc, rec, tp)
                 continue
             if update is None:
                 self.skipped += 1
+                ck = (topic, "OTHER")
+                consumed[ck] = consumed.get(ck, 0) + 1
                 track(tp, rec.offset, SETTLED)
                 continue
+            ck = (topic, update.source)
+            consumed[ck] = consumed.get(ck, 0) + 1
             if not unit:
                 unit = self.new_unit()
             track(tp, rec.offset, unit)

@@ -125,7 +125,11 @@ class Intake:
         if s.first_record_at is None:
             s.first_record_at = now
         s.last_record_at = self.clock.monotonic()
-        s.events_consumed += len(records)
+        forwarded = 0
+        if owned:  # repartition mode: the forward stage counted these events when it read them
+            forwarded = sum(n for (t, _), n in consumed.items() if t == owned)
+            consumed = {k: n for k, n in consumed.items() if k[0] != owned}
+        s.events_consumed += len(records) - forwarded
         s.events_bulk += bulk
         mapped_away = sum(mapping_skips.values()) if mapping_skips else 0
         s.events_skipped += skipped - mapped_away
