@@ -144,3 +144,26 @@ def test_a_source_keyed_by_store_id_ends_with_the_newest_values(
         member.signal(signal.SIGTERM)
     for member in (first, second):
         assert member.wait(60) == 0
+
+
+def test_updates_forwarded_before_a_shutdown_are_delivered_by_the_next_run(
+    stack: Callable[..., Stack], internal_cleanup: list[Stack]
+) -> None:
+    s = stack(partitions=2, topics=2)
+    internal_cleanup.append(s)
+    events = random_events(1500, 300, seed=9)
+    _produce(s, events, seed=4)
+    # A linger far beyond the test: only the shutdown cuts batches.
+    first = s.start(**REPARTITION, PROFILE_SYNC_BATCH_LINGER_SECONDS="600")
+    wait_for(
+        lambda: first.metric("profile_sync_events_forwarded_total") >= 1,
+        60,
+        "updates forwarded to the repartition topic",
+    )
+    first.signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    # Whatever the first run forwarded but did not read back waits in the repartition
+    # topic, uncommitted: the next run delivers it.
+    s.run_to_idle(**REPARTITION)
+    wait_for(lambda: s.all_committed() and _repartition_committed(s), 60, "every offset committed")
+    s.wait_for_state(s.expected(events))
