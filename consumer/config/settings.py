@@ -262,7 +262,7 @@ class Settings:
     audit_sample_share: float = setting(
         "0.01",
         v.float_range(0, 1),
-        "Share of profiles read back from Target after their batch completed (0: no audit, 1: all).",
+        "Share of profiles read back from Target after their batch completed (0: none, 1: all).",
     )
     audit_reads_per_second: float = setting(
         "10",
@@ -277,7 +277,7 @@ class Settings:
     audit_max_repairs: int = setting(
         "3",
         v.int_range(0, 100),
-        "Times a row found lost is sent again before its lost attributes go to the DLQ (audit_lost).",
+        "Times a lost row is sent again; then its lost attributes go to the DLQ (audit_lost).",
     )
     audit_max_pending: int = setting(
         "100000",

@@ -100,9 +100,7 @@ class Step(StrEnum):
     DEAD_LETTER = "dead_letter"  # lost again after the last repair allowed
 
 
-def judge(
-    row: AuditRow, held: dict[str, str] | None, newer: Callable[[str], bool]
-) -> Judgement:
+def judge(row: AuditRow, held: dict[str, str] | None, newer: Callable[[str], bool]) -> Judgement:
     """Compare what we sent with what Target ``held`` (None: no such profile).
 
     ``newer(name)`` says whether a newer write of that attribute is in flight or buffered.
