@@ -26,8 +26,15 @@ from typing import Any, Protocol
 from consumer.core import audit
 from consumer.core.audit import AuditQueue, AuditRow, Judgement, Kind, Step, Verdict
 from consumer.core.batcher import Batcher, Refused
-from consumer.core.carry import CarryForward
-from consumer.core.model import BatchFile, DeadLetter, Priority, ProfileUpdate, TopicPartition
+from consumer.core.carry import CarryForward, Cell
+from consumer.core.model import (
+    BatchFile,
+    DeadLetter,
+    IdType,
+    Priority,
+    ProfileUpdate,
+    TopicPartition,
+)
 from consumer.core.settling import Settling
 from consumer.metrics import Metrics
 from consumer.target.wire import encode_cell
@@ -68,14 +75,19 @@ class Auditing:
         carry: CarryForward | None,
         settling: Settling,
         max_repairs: int,
+        v1_ids: frozenset[IdType],
         metrics: Metrics | None,
     ) -> None:
+        """``v1_ids``: id types whose batches go to the v1 API, which never creates a
+        profile: a profile Target does not have is then not a loss."""
         self.queue = queue
         self.reader = reader
         self.batcher = batcher
         self.carry = carry
         self.settling = settling
         self.max_repairs = max_repairs
+        self.v1_ids = v1_ids
+        self.reading = 0  # rows handed to the reader, not back yet
         self.metrics = metrics
 
     def on_complete(self, batch: BatchFile | None, batch_id: int, now: float) -> None:
@@ -95,11 +107,13 @@ class Auditing:
         if room:
             for row in self.queue.take_due(now, room):
                 self.reader.submit(row)
+                self.reading += 1
         while (read := self.reader.next_result()) is not None:
+            self.reading -= 1
             self._on_read(read, now)
         m = self.metrics
         if m is not None:
-            m.audit_pending.set(self.queue.pending)
+            m.audit_pending.set(self.queue.pending + self.reading)
             skipped, self.queue.skipped = self.queue.skipped, 0
             if skipped:
                 m.audit_rows_dropped.labels("memory").inc(skipped)
@@ -127,6 +141,12 @@ class Auditing:
                     self.queue.repair_ended(row.key)
             return
         held = audit.held_values(read.profile)
+        if held is None and row.id_type in self.v1_ids:
+            if m is not None:
+                m.audit_reads.labels("not_found").inc()
+            if row.kind is Kind.REPAIR:
+                self.queue.repair_ended(row.key)
+            return
         judgement = audit.judge(row, held, self._newer(row))
         step = audit.next_step(row, judgement, self.max_repairs)
         if m is not None:
@@ -163,13 +183,30 @@ class Auditing:
             self._dead_letter(row, judgement)
 
     def _newer(self, row: AuditRow) -> Callable[[str], bool]:
-        """Is a newer write of an attribute of ``row``'s profile in flight or buffered?"""
+        """Is a newer write of an attribute of ``row``'s profile in flight or buffered?
+
+        Yes when the open buffer holds the attribute; when a later batch not yet complete
+        holds it; or when a batch completed since sent it with another value.
+        """
         id_enc = encode_cell(row.profile_id)
-        last = self.carry.last_batch(row.id_type, id_enc) if self.carry is not None else None
-        if last is not None and last != row.batch_id:
-            return lambda _name: True  # a later batch holds the profile: it decides
         buffered = self.batcher.buffered_names(row.id_type, id_enc)
-        return lambda name: encode_cell(name) in buffered
+        carry = self.carry
+        in_flight: dict[str, Cell] = {}
+        applied: dict[str, Cell] = {}
+        if carry is not None:
+            if carry.last_batch(row.id_type, id_enc) != row.batch_id:
+                in_flight = carry.seed(row.id_type, id_enc) or {}
+            applied = carry.guard(row.id_type, id_enc) or {}
+        sent = row.sent
+
+        def newer(name: str) -> bool:
+            name_enc = encode_cell(name)
+            if name_enc in buffered or name_enc in in_flight:
+                return True
+            cell = applied.get(name_enc)
+            return cell is not None and cell[0] != encode_cell(sent[name])
+
+        return newer
 
     def _repair(self, row: AuditRow, judgement: Judgement, now: float) -> None:
         # One update per original timestamp, so each value re-enters exactly as new as it was.
