@@ -42,8 +42,10 @@ def audit_idle(svc: Service, batches: int) -> bool:
     """Every batch accepted so far (at least ``batches``) completed, and no read is left."""
     accepted = svc.metric("profile_sync_batches_total", outcome="accepted")
     complete = svc.metric("profile_sync_batch_status_total", status="complete")
-    return accepted >= batches and complete >= accepted and not svc.metric(
-        "profile_sync_audit_pending_rows"
+    return (
+        accepted >= batches
+        and complete >= accepted
+        and not svc.metric("profile_sync_audit_pending_rows")
     )
 
 
@@ -59,8 +61,9 @@ def test_every_dropped_row_is_repaired_and_the_state_is_the_fold(
     assert len(lost) >= 10, "the emulator dropped too few rows for the test to mean much"
     profiles = {row["id"] for row in lost}
     wait_for(
-        lambda: svc.metric("profile_sync_audit_repairs_total", outcome="succeeded")
-        >= len(profiles),
+        lambda: (
+            svc.metric("profile_sync_audit_repairs_total", outcome="succeeded") >= len(profiles)
+        ),
         60,
         "every repaired profile to be read back whole",
     )
