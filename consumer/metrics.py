@@ -207,7 +207,7 @@ class Metrics:
         )
         self.audit_rows_dropped = counter(
             "audit_rows_dropped_total",
-            "Rows not audited: memory (too many waiting) or unreadable (reads kept failing).",
+            "Rows not audited: memory (too many waiting), unreadable (reads failed), rebalance.",
             ("reason",),
         )
         self.audit_pending = gauge("audit_pending_rows", "Rows waiting for their read back.")

@@ -241,3 +241,13 @@ class AuditQueue:
         """A batch that held repairs will not complete (rejected, cancelled, dead-lettered)."""
         for key in self._in_batch.pop(batch_id, {}):
             self._repairing.pop(key, None)
+
+    def clear(self) -> int:
+        """Forget every row waiting and every repair (partitions revoked: their profiles
+        may now be written by another consumer, whose newer values we cannot see)."""
+        dropped = self.pending
+        self._waiting.clear()
+        self._retries.clear()
+        self._in_batch.clear()
+        self._repairing.clear()
+        return dropped

@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from consumer.clock import Clock
 from consumer.core import audit
 from consumer.core.audit import AuditQueue, AuditRow, Judgement, Kind, Step, Verdict
 from consumer.core.batcher import Batcher, Refused
@@ -48,9 +49,16 @@ REPAIR_SOURCE = TopicPartition("profile-sync.repair", 0)
 
 
 class Read(Protocol):
-    row: AuditRow
-    profile: dict[str, Any] | None
-    error: str
+    """One read back: the row, Target's JSON (None: no such profile), why it failed."""
+
+    @property
+    def row(self) -> AuditRow: ...
+
+    @property
+    def profile(self) -> dict[str, Any] | None: ...
+
+    @property
+    def error(self) -> str: ...
 
 
 class Reader(Protocol):
@@ -77,6 +85,7 @@ class Auditing:
         max_repairs: int,
         v1_ids: frozenset[IdType],
         metrics: Metrics | None,
+        clock: Clock,
     ) -> None:
         """``v1_ids``: id types whose batches go to the v1 API, which never creates a
         profile: a profile Target does not have is then not a loss."""
@@ -87,19 +96,28 @@ class Auditing:
         self.settling = settling
         self.max_repairs = max_repairs
         self.v1_ids = v1_ids
+        self.clock = clock
         self.reading = 0  # rows handed to the reader, not back yet
+        self._discard = 0  # reads still out when the audit was cleared: ignore them
         self.metrics = metrics
 
-    def on_complete(self, batch: BatchFile | None, batch_id: int, now: float) -> None:
+    def on_complete(self, batch: BatchFile | None, batch_id: int) -> None:
         """Batch ``batch_id`` is complete (``batch``: its bytes, None if not retained)."""
         if batch is None:
             self.queue.batch_gone(batch_id)
             return
-        self.queue.on_complete(batch, now)
+        self.queue.on_complete(batch, self.clock.monotonic())
 
     def on_batch_gone(self, batch_id: int) -> None:
         """Batch ``batch_id`` will never complete (rejected, cancelled, dead-lettered)."""
         self.queue.batch_gone(batch_id)
+
+    def forget(self) -> None:
+        """Partitions were revoked or lost: drop what waits, ignore the reads still out."""
+        dropped = self.queue.clear()
+        self._discard = self.reading
+        if dropped and self.metrics is not None:
+            self.metrics.audit_rows_dropped.labels("rebalance").inc(dropped)
 
     def turn(self, now: float) -> None:
         """Hand due rows to the reader, judge the reads that came back."""
@@ -110,6 +128,9 @@ class Auditing:
                 self.reading += 1
         while (read := self.reader.next_result()) is not None:
             self.reading -= 1
+            if self._discard:
+                self._discard -= 1
+                continue
             self._on_read(read, now)
         m = self.metrics
         if m is not None:

@@ -38,8 +38,15 @@ class ReadResult:
 class ProfileReader:
     """One thread that fetches profiles, no faster than ``reads_per_second``."""
 
-    def __init__(self, fetch: FetchProfile, reads_per_second: float) -> None:
+    def __init__(
+        self,
+        fetch: FetchProfile,
+        reads_per_second: float,
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``on_close`` runs once the thread stopped (closes the reads' HTTP client)."""
         self._fetch = fetch
+        self._on_close = on_close
         self._interval = 1.0 / reads_per_second
         self._room = max(_MIN_QUEUE, int(reads_per_second * _QUEUE_SECONDS))
         self._todo: queue.Queue[AuditRow] = queue.Queue()
@@ -70,6 +77,7 @@ class ProfileReader:
         """Stop reading; rows not read yet are dropped (an audit is a sample, not a duty)."""
         self._stop.set()
         self._thread.join(timeout=10.0)
+        self._on_close()
 
     def _run(self) -> None:
         next_at = time.monotonic()

@@ -107,10 +107,14 @@ def test_measured_loss_rate_of_a_10_percent_sample_is_within_its_tolerance(
     # p = 0.5%, n = 5,000. 3 sd: the measured rate is within 0.3 points of the true one.
     tolerance = 3 * math.sqrt(true_rate * (1 - true_rate) / audited)
     measured = found / audited
+    print(
+        f"audited {audited:.0f}, lost {found:.0f}: measured {measured:.4%}, "
+        f"true {true_rate:.4%} ({true_lost} of {profiles}), tolerance {tolerance:.4%}"
+    )
     assert found > 0
     assert abs(measured - true_rate) <= tolerance, (measured, true_rate, tolerance)
     letters = s.dead_letters(int(found))
-    assert {dict(m.headers() or [])["reason"] for m in letters} == {b"audit_lost"}
+    assert {dict(m.headers() or [])["profile-sync.reason"] for m in letters} == {b"audit_lost"}
     svc.signal(signal.SIGTERM)
     assert svc.wait(30) == 0
 

@@ -17,7 +17,7 @@ from consumer.core.carry import CarryForward
 from consumer.core.model import BatchFile, IdType, TopicPartition
 from consumer.core.settling import Settling
 from consumer.metrics import Metrics
-from tests.utils import FakeDeadLetters, make_update, parse_batch
+from tests.utils import FakeClock, FakeDeadLetters, make_update, parse_batch
 
 A = TopicPartition("crm", 0)
 B = TopicPartition("pos", 0)
@@ -62,6 +62,7 @@ class Rig:
         self.dead: list[FakeDeadLetters] = []
         self.settling = Settling(lambda on_settled: self._sink(on_settled))
         self.reader = FakeReader()
+        self.clock = FakeClock()
         self.metrics = Metrics(CollectorRegistry())
         self.audit = Auditing(
             AuditQueue(share=1.0, settle_seconds=0.0, max_pending=100),
@@ -72,8 +73,8 @@ class Rig:
             max_repairs=max_repairs,
             v1_ids=frozenset({IdType.PC_ID}),
             metrics=self.metrics,
+            clock=self.clock,
         )
-        self.now = 0.0
 
     def _sink(self, on_settled: Any) -> FakeDeadLetters:
         sink = FakeDeadLetters(on_settled)
@@ -88,12 +89,12 @@ class Rig:
     def complete(self, batch: BatchFile) -> None:
         """Target reports ``batch`` complete (outcomes release it, then tell the audit)."""
         self.carry.release(batch.batch_id)
-        self.audit.on_complete(batch, batch.batch_id, self.now)
+        self.audit.on_complete(batch, batch.batch_id)
 
     def turn(self) -> None:
-        self.now += 1.0
-        self.audit.turn(self.now)
-        self.audit.turn(self.now)
+        self.clock.advance(1.0)
+        self.audit.turn(self.clock.monotonic())
+        self.audit.turn(self.clock.monotonic())
 
     def count(self, name: str, **labels: str) -> float:
         value = self.metrics.registry.get_sample_value(f"profile_sync_audit_{name}", labels)
