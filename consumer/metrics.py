@@ -233,6 +233,10 @@ class Metrics:
                 self.audit_attributes.labels(kind, verdict)
         for outcome in ("sent", "succeeded", "dead_lettered"):
             self.audit_repairs.labels(outcome)
+        for outcome in ("found", "not_found", "error"):
+            self.audit_reads.labels(outcome)
+        for reason in ("memory", "unreadable", "rebalance"):
+            self.audit_rows_dropped.labels(reason)
 
 
 def status_class(status: int | None) -> str:
