@@ -154,3 +154,22 @@ def test_an_update_between_batch_and_audit_is_superseded_never_repaired_over(
     assert s.target_state() == want  # the repair never put gold back over platinum
     svc.signal(signal.SIGTERM)
     assert svc.wait(30) == 0
+
+
+def test_slow_profile_reads_never_delay_uploads(stack: Callable[..., Stack]) -> None:
+    s = stack()
+    # Every audit read hangs for 60 s; uploads and statuses are answered at once.
+    s.emulator.control.inject({"api": "fetch", "latency": 60, "count": 1000})
+    svc = s.start(**audit_env())
+    first = unique_events(200)
+    s.produce(first)
+    s.wait_for_state(s.expected(), timeout=30)
+    wait_for(
+        lambda: s.emulator.control.stats()["fetch_requests"] >= 1,
+        30,
+        "the audit to start reading (and hang)",
+    )
+    # While the reads hang, new events still reach Target in seconds, not minutes.
+    s.produce([event(f"crm-{i:06d}", {"tier": "late"}, T0 + 10_000 + i) for i in range(200)])
+    s.wait_for_state(s.expected(), timeout=30)
+    assert svc.metric("profile_sync_audit_rows_total") == 0  # no read has come back
