@@ -2,7 +2,8 @@
 
 For the chosen profiles (``--third-party-id``/``--pc-id``, ``--ids-file``, or ``--sample N``
 drawn from the records read), it folds the newest value of every attribute from the
-service's topics (read outside the consumer group, nothing committed), reads each profile
+service's topics, mapped exactly as ``run`` maps them (docs/mapping.md), read outside the
+consumer group with nothing committed, reads each profile
 from Target through the fetch API at ``PROFILE_SYNC_AUDIT_READS_PER_SECOND``, and prints
 one line per attribute that does not match, then a summary.
 
@@ -23,11 +24,9 @@ from pathlib import Path
 
 from consumer import config
 from consumer.core import audit
-from consumer.core.decode import Decoder, load_schema
 from consumer.core.model import IdType, ProfileUpdate
 from consumer.core.newest import Difference, Fold, Newest, ProfileKey, Status, compare
-from consumer.core.validate import to_update
-from consumer.errors import ConfigError, FatalError, PoisonError, TargetError
+from consumer.errors import ConfigError, FatalError, MappingSpecError, PoisonError, TargetError
 
 EXIT_OK = 0
 EXIT_LOST = 1
@@ -92,16 +91,19 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"profile-sync verify: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from consumer.clock import SystemClock
+    from consumer.commands.run import load_mapper
     from consumer.kafka import snapshot
     from consumer.target.client import TargetClient
 
-    reader_schema = load_schema(config.DEFAULT_WRITER_SCHEMA)
-    if settings.schema_registry_url:
-        from consumer.kafka.registry import RegistrySchemas
-
-        decoder = Decoder(reader_schema, registry=RegistrySchemas(settings))
-    else:
-        decoder = Decoder(reader_schema, writer_schema=load_schema(settings.writer_schema_path))
+    try:
+        mapper = load_mapper(settings, SystemClock())  # records become updates as in `run`
+    except MappingSpecError as exc:
+        print(f"profile-sync verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FatalError as exc:
+        print(f"profile-sync verify: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     consumer_conf = settings.consumer_config()
     group_id = consumer_conf.get("group.id", "")
     kafka_conf = {
@@ -112,15 +114,15 @@ def run(args: argparse.Namespace) -> int:
     fold = Fold((lambda key: key in wanted) if wanted is not None else (lambda _key: True))
     unreadable = 0
     try:
-        for tp, offset, value in snapshot.read(
+        for tp, offset, value, timestamp in snapshot.read(
             kafka_conf, settings.topics, args.recent, args.timeout
         ):
             try:
-                update: ProfileUpdate | None = to_update(decoder.decode(value), tp, offset)
+                update = mapper.map(tp, offset, value, timestamp)
             except PoisonError:
                 unreadable += 1
                 continue
-            if update is not None:
+            if isinstance(update, ProfileUpdate):
                 fold.add(update)
         profiles = fold.profiles
         if wanted is None:

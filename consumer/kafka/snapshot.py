@@ -37,8 +37,9 @@ def _consumer(properties: dict[str, str], group_id: str) -> Consumer:
 
 def read(
     properties: dict[str, str], topics: tuple[str, ...], recent: int, timeout: float
-) -> Iterator[tuple[TopicPartition, int, bytes | None]]:
-    """``(partition, offset, value)`` of every record up to the end offsets of now.
+) -> Iterator[tuple[TopicPartition, int, bytes | None, int | None]]:
+    """``(partition, offset, value, timestamp ms)`` of every record up to the end offsets
+    of now.
 
     ``recent`` > 0: only the last ``recent`` records of each partition. Raises
     ``FatalError`` when Kafka does not answer, a topic does not exist, or ``timeout``
@@ -80,7 +81,8 @@ def read(
                 offset = int(message.offset() or 0)
                 if end is None or offset >= end:
                     continue
-                yield tp, offset, message.value()
+                kind, stamp = message.timestamp()
+                yield tp, offset, message.value(), stamp if kind != 0 else None  # 0: none
                 if offset + 1 >= end:
                     del ends[tp]
     finally:
