@@ -104,8 +104,10 @@ def test_measured_loss_rate_of_a_10_percent_sample_is_within_its_tolerance(
     # The sample is 10% of profiles: binomial(50,000, 0.1), sd 67; allow 4 sd.
     assert abs(audited - 0.1 * profiles) <= 4 * math.sqrt(profiles * 0.1 * 0.9)
     # Measured rate: lost rows among n sampled; sd = sqrt(p(1-p)/n), about 0.1 points at
-    # p = 0.5%, n = 5,000. 3 sd: the measured rate is within 0.3 points of the true one.
-    tolerance = 3 * math.sqrt(true_rate * (1 - true_rate) / audited)
+    # p = 0.5%, n = 5,000. Which rows the emulator drops depends on how rows fall into
+    # batches (timing), so the draw changes between runs: 4 sd (a false failure about once
+    # in 16,000 runs) means the measured rate is within 0.4 points of the true one.
+    tolerance = 4 * math.sqrt(true_rate * (1 - true_rate) / audited)
     measured = found / audited
     print(
         f"audited {audited:.0f}, lost {found:.0f}: measured {measured:.4%}, "
