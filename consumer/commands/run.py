@@ -37,6 +37,7 @@ from consumer.mapping.startup import build_mapper
 from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
+from consumer.target.fetch import ProfileReader
 from consumer.target.status import StatusTracker
 from consumer.target.urgent import SingleUpdater
 
@@ -151,6 +152,13 @@ def build_loop(
             settings.producer_config(), settings.dlq_topic, on_settled, metrics, clock
         )
 
+    audit_reader = None
+    if settings.audit_sample_share > 0:
+        # Its own client and connection: reads never queue behind uploads.
+        audit_client = TargetClient(settings, metrics, pool_size=1)
+        audit_reader = ProfileReader(
+            audit_client.fetch_profile, settings.audit_reads_per_second, audit_client.close
+        )
     loop = Loop(
         settings,
         source=source,
@@ -164,6 +172,7 @@ def build_loop(
         tracker=tracker,
         metrics=metrics,
         clock=clock,
+        audit_reader=audit_reader,
     )
     if owner is not None:
         owner.attach(loop, convert=source_updates(mapper, metrics))
@@ -236,6 +245,8 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         log.error("fatal error during shutdown", extra={"fields": {"error": str(exc)}})
         settled, code = False, EXIT_FATAL
     finally:
+        if loop.audit is not None:
+            loop.audit.close()
         client.close()
         server.stop()
     result = loop.summary.as_dict()

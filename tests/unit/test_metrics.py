@@ -55,6 +55,12 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_batch_updates": ("counter", ("result",)),
     "profile_sync_batch_resubmissions": ("counter", ()),
     "profile_sync_batches_tracked": ("gauge", ()),
+    "profile_sync_audit_rows": ("counter", ("kind", "result")),
+    "profile_sync_audit_attributes": ("counter", ("kind", "verdict")),
+    "profile_sync_audit_reads": ("counter", ("outcome",)),
+    "profile_sync_audit_repairs": ("counter", ("outcome",)),
+    "profile_sync_audit_rows_dropped": ("counter", ("reason",)),
+    "profile_sync_audit_pending_rows": ("gauge", ()),
     "profile_sync_loop_last_turn_timestamp_seconds": ("gauge", ()),
     "profile_sync_ready": ("gauge", ()),
 }
