@@ -25,6 +25,7 @@ from consumer.kafka import internal_topics
 from consumer.kafka.changelog import ChangelogRestorer
 from consumer.kafka.internal_topics import InternalTopics
 from consumer.kafka.repartition import RepartitionProducer
+from consumer.kafka.source import KafkaSource
 from consumer.mapping import RecordMapper, Skip, SkipReason
 from consumer.metrics import Metrics
 
@@ -144,6 +145,7 @@ class Owner:
             changelog_done=self.producer.changelog_done,
             flush=self.producer.flush,
             on_restored=restored,
+            progress=inner.progress if isinstance(inner, KafkaSource) else lambda tps: {},
         )
         if health is not None:
             owned = self.source

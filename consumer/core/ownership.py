@@ -14,6 +14,10 @@
   until every changelog write made before them is acknowledged (``changelog_mark`` /
   ``changelog_done``); offsets of source topics pass straight through. ``commit_sync``
   (rebalance, shutdown) first waits for the changelog (``flush``).
+- **handover at shutdown** (consumer/core/handover.py): ``hold_sources`` stops fetching
+  the source partitions (``resume_all`` leaves them paused), ``drain_to`` notes the end
+  offsets of the owned partitions and ``drained`` says when everything up to them was
+  consumed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from collections.abc import Callable
 
 from consumer.core.model import TopicPartition
 from consumer.core.seams import PartitionsCallback, Record, Source
+
+# (next offset to read, end offset) of partitions, as the broker knows them now.
+Progress = Callable[[set[TopicPartition]], dict[TopicPartition, tuple[int, int]]]
 
 log = logging.getLogger("profile_sync.ownership")
 
@@ -40,6 +47,7 @@ class OwnedSource:
         changelog_done: Callable[[int], bool],
         flush: Callable[[float], int],
         on_restored: Callable[[float, int], None] = lambda seconds, records: None,
+        progress: Progress = lambda tps: {},
     ) -> None:
         self.inner = inner
         self.topic = repartition_topic
@@ -48,6 +56,10 @@ class OwnedSource:
         self._done = changelog_done
         self._flush = flush
         self._on_restored = on_restored
+        self._progress = progress
+        self._held_sources = False
+        # While draining (``drain_to``): owned partition -> [next to read, end offset].
+        self._draining: dict[TopicPartition, list[int]] | None = None
         self._held: deque[tuple[int, dict[TopicPartition, int]]] = deque()
         self.restoring = False
         self.forwarded = 0  # source records taken by ``forward`` (see ``take_forwarded``)
@@ -88,6 +100,8 @@ class OwnedSource:
                 },
             )  # fmt: skip
         self.on_assign(tps)
+        if self._held_sources:
+            self.inner.pause({tp for tp in tps if tp.topic != self.topic})
 
     def take_forwarded(self) -> int:
         """Source records forwarded since the last call."""
@@ -103,11 +117,39 @@ class OwnedSource:
             for tp in tps:
                 offsets.pop(tp, None)
 
+    # -- handover (consumer/core/handover.py)
+
+    def _sources(self) -> set[TopicPartition]:
+        return {tp for tp in self.inner.assigned if tp.topic != self.topic}
+
+    def hold_sources(self) -> None:
+        """Stop fetching the source partitions, for good (``resume_all`` leaves them)."""
+        self._held_sources = True
+        self.inner.pause(self._sources())
+
+    def drain_to(self) -> dict[TopicPartition, tuple[int, int]]:
+        """Note the end offsets of the owned partitions now; ``drained`` compares to them."""
+        owned = {tp for tp in self.inner.assigned if tp.topic == self.topic}
+        known = self._progress(owned)
+        self._draining = {tp: [at, end] for tp, (at, end) in known.items()}
+        return known
+
+    def drained(self) -> bool:
+        """Every owned partition still assigned was consumed up to its noted end."""
+        draining = self._draining or {}
+        assigned = self.inner.assigned
+        return all(at >= end for tp, (at, end) in draining.items() if tp in assigned)
+
     # -- Source
 
     def consume(self, max_records: int, timeout: float) -> list[Record]:
         self._release()
         records = self.inner.consume(max_records, timeout)
+        if self._draining is not None:
+            for rec in records:
+                mark = self._draining.get(TopicPartition(rec.topic, rec.partition))
+                if mark is not None and rec.offset >= mark[0]:
+                    mark[0] = rec.offset + 1
         return self.forward(records) if records else records
 
     def store_offsets(self, offsets: dict[TopicPartition, int]) -> None:
@@ -140,6 +182,8 @@ class OwnedSource:
 
     def resume_all(self) -> None:
         self.inner.resume_all()
+        if self._held_sources:
+            self.inner.pause(self._sources())
 
     def request_rewind(self, tps: set[TopicPartition]) -> None:
         self._drop_held(tps)

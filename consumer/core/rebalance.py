@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from consumer.core.handover import hand_over
 from consumer.core.ledger import UnitKind, unit_kind
 from consumer.core.model import TopicPartition
+from consumer.core.ownership import OwnedSource
 
 if TYPE_CHECKING:
     from consumer.core.loop import Loop
@@ -121,6 +123,10 @@ def shutdown(loop: Loop) -> bool:
     loop.stopping = True
     budget = loop.settings.shutdown_timeout_seconds
     deadline = loop.clock.monotonic() + budget
+    if isinstance(loop.source, OwnedSource):
+        # Repartition mode: first consume what this process forwarded to itself
+        # (consumer/core/handover.py), within half the budget.
+        hand_over(loop, loop.source, loop.clock.monotonic() + budget / 2)
     loop.source.pause_all()
     # Reserve a little of the budget for committing and leaving the group.
     settled = settle(loop, deadline - min(2.0, budget / 5))

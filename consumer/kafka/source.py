@@ -218,6 +218,34 @@ class KafkaSource:
             extra={"fields": {"partitions": sorted(f"{t}[{p}]" for t, p in tps)}},
         )
 
+    def progress(self, tps: set[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
+        """(next offset to read, end offset) of each of ``tps`` as the broker knows them now
+        (the repartition mode's handover at shutdown, consumer/core/handover.py); a
+        partition the broker cannot answer for is left out."""
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        if not tps:
+            return out
+        try:
+            parts = self._consumer.position([KafkaTopicPartition(t, p) for t, p in tps])
+            unread = [p for p in parts if p.offset < 0]  # nothing consumed since assignment
+            committed = {
+                (c.topic, c.partition): c.offset
+                for c in (self._consumer.committed(unread, 10) if unread else [])
+            }
+            for part in parts:
+                low, high = self._consumer.get_watermark_offsets(part, timeout=5, cached=False)
+                at = part.offset
+                if at < 0:
+                    at = committed.get((part.topic, part.partition), -1)
+                if at < 0:
+                    at = low  # auto.offset.reset=earliest
+                out[TopicPartition(part.topic, part.partition)] = (at, high)
+        except KafkaException as exc:
+            log.warning(
+                "cannot read partition offsets", extra={"fields": {"error": exc.args[0].str()}}
+            )
+        return out
+
     def close(self) -> None:
         """Leave the group (runs the revoke callback for what is still assigned)."""
         self._consumer.close()

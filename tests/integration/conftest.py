@@ -2,18 +2,22 @@
 
 ``stack`` gives each test its own topics, dead-letter topic, consumer group and emulator,
 and starts ``profile-sync run`` subprocesses against them; everything is stopped at
-teardown.
+teardown. ``mode`` is the service's ``PROFILE_SYNC_REPARTITION`` (docs/repartition.md):
+in ``always`` "every offset committed" covers the repartition topic too, since an event
+is in Target only once its update was consumed from there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
+from confluent_kafka.admin import AdminClient
 
 from tests.integration.service import Service, service_env, wait_for
 from tests.utils import ProfileState, fold
@@ -31,6 +35,7 @@ class Stack:
         committed: Callable[[str, str], dict[int, int]],
         end_offsets: Callable[[str], dict[int, int]],
         log_dir: Path,
+        mode: str = "never",
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
@@ -42,6 +47,9 @@ class Stack:
         self._committed = committed
         self._end_offsets = end_offsets
         self._log_dir = log_dir
+        self.mode = mode
+        # Fewer than the default 12: each new owner restores its changelog partitions.
+        self.internal_partitions = 4
         self.services: list[Service] = []
         self.produced: list[Mapping[str, Any]] = []
 
@@ -55,7 +63,11 @@ class Stack:
             self.topics,
             self.dlq,
             self.group,
-            **overrides,
+            **{
+                "PROFILE_SYNC_REPARTITION": self.mode,
+                "PROFILE_SYNC_REPARTITION_PARTITIONS": str(self.internal_partitions),
+                **overrides,
+            },
         )
 
     def start(self, *args: str, **overrides: str) -> Service:
@@ -82,8 +94,23 @@ class Stack:
     def dead_letters(self, count: int, timeout: float = 30.0) -> list[Message]:
         return self._consume(self.dlq, count, timeout)
 
+    @property
+    def repartition_topic(self) -> str:
+        return f"{self.group}.repartition"
+
+    def _committed_topics(self) -> list[str]:
+        """The source topics, and the repartition topic once a repartition-mode service
+        created it."""
+        if self.mode == "never":
+            return list(self.topics)
+        try:
+            self._end_offsets(self.repartition_topic)
+        except KafkaException:
+            return list(self.topics)  # not created yet
+        return [*self.topics, self.repartition_topic]
+
     def all_committed(self) -> bool:
-        for topic in self.topics:
+        for topic in self._committed_topics():
             ends = self._end_offsets(topic)
             committed = self._committed(self.group, topic)
             for partition, end in ends.items():
@@ -93,7 +120,7 @@ class Stack:
 
     def uncommitted(self) -> dict[str, dict[int, tuple[int, int]]]:
         out: dict[str, dict[int, tuple[int, int]]] = {}
-        for topic in self.topics:
+        for topic in self._committed_topics():
             ends = self._end_offsets(topic)
             committed = self._committed(self.group, topic)
             out[topic] = {
@@ -150,11 +177,14 @@ def stack(
     consume_topic: Callable[..., list[Message]],
     committed_offsets: Callable[[str, str], dict[int, int]],
     topic_end_offsets: Callable[[str], dict[int, int]],
+    kafka_admin: AdminClient,
     tmp_path: Path,
 ) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
-    def make(partitions: int = 3, topics: int = 2, **emulator_options: Any) -> Stack:
+    def make(
+        partitions: int = 3, topics: int = 2, mode: str = "never", **emulator_options: Any
+    ) -> Stack:
         names = [make_topic(partitions=partitions, prefix=f"events{i}") for i in range(topics)]
         dlq = make_topic(partitions=1, prefix="dlq")
         emulator_options.setdefault("bulk_apply_delay", 0.0)
@@ -168,6 +198,7 @@ def stack(
             committed_offsets,
             topic_end_offsets,
             tmp_path,
+            mode,
         )
         stacks.append(s)
         return s
@@ -176,3 +207,9 @@ def stack(
     for s in stacks:
         for service in s.services:
             service.kill()
+    internal = [f"{s.group}.{kind}" for s in stacks if s.mode != "never"
+                for kind in ("repartition", "changelog")]  # fmt: skip
+    if internal:
+        for fut in kafka_admin.delete_topics(internal, operation_timeout=10).values():
+            with contextlib.suppress(KafkaException, TimeoutError):
+                fut.result(timeout=15)
