@@ -167,3 +167,32 @@ def test_updates_forwarded_before_a_shutdown_are_delivered_by_the_next_run(
     s.run_to_idle(**REPARTITION)
     wait_for(lambda: s.all_committed() and _repartition_committed(s), 60, "every offset committed")
     s.wait_for_state(s.expected(events))
+
+
+def test_sigterm_mid_stream_delivers_everything_it_consumed_before_exiting(
+    stack: Callable[..., Stack],
+) -> None:
+    # The handover at shutdown (consumer/core/handover.py): the process stops reading the
+    # source, then reads back and delivers what it forwarded to itself. What it consumed
+    # from the source (its committed offsets) is in Target when it exits; nothing is left
+    # waiting in the repartition topic.
+    s = stack(partitions=2, topics=1, mode="always")
+    s.internal_partitions = 2  # one process owns them all
+    events = random_events(20_000, 2_000, seed=21)
+    positions = s.produce(events)
+    service = s.start(
+        PROFILE_SYNC_BATCH_LINGER_SECONDS="600", PROFILE_SYNC_SHUTDOWN_TIMEOUT_SECONDS="20"
+    )
+    wait_for(
+        lambda: service.metric("profile_sync_events_forwarded_total") >= 1,
+        60,
+        "updates forwarded to the repartition topic",
+    )
+    service.signal(signal.SIGTERM)
+    assert service.wait(30) == 0, service.log_tail()
+
+    assert not s.uncommitted()[s.repartition_topic], s.uncommitted()
+    committed = s._committed(s.group, s.topics[0])
+    consumed = [e for e, (p, o) in zip(events, positions, strict=True) if o < committed.get(p, 0)]
+    assert consumed, "the service committed nothing before exiting"
+    s.wait_for_state(s.expected(consumed), timeout=10)
