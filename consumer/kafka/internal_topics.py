@@ -19,7 +19,9 @@ re-partitioning.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -92,7 +94,7 @@ def ensure(admin_config: dict[str, str], topics: InternalTopics, create: bool = 
                     raise ConfigError(
                         {name: f"cannot create the internal topic: {exc.args[0].str()}"}
                     ) from exc
-        present = admin.list_topics(timeout=_TIMEOUT_SECONDS).topics
+        present = _listed(admin, list(wanted))
     problems: dict[str, str] = {}
     for name in wanted:
         meta = present.get(name)
@@ -115,6 +117,17 @@ def ensure(admin_config: dict[str, str], topics: InternalTopics, create: bool = 
     if problems:
         raise ConfigError(problems)
     return report
+
+
+def _listed(admin: AdminClient, names: list[str]) -> dict[str, Any]:
+    """The cluster's topics once ``names`` show in its metadata: a topic just created
+    reaches the broker answering the next metadata request a moment later."""
+    deadline = time.monotonic() + _TIMEOUT_SECONDS
+    while True:
+        present = admin.list_topics(timeout=_TIMEOUT_SECONDS).topics
+        if all(name in present for name in names) or time.monotonic() >= deadline:
+            return dict(present)
+        time.sleep(0.1)
 
 
 def _cleanup_policy(admin: AdminClient, topic: str) -> str | None:

@@ -4,12 +4,15 @@
 and starts ``profile-sync run`` subprocesses against them; everything is stopped at
 teardown. ``mode`` is the service's ``PROFILE_SYNC_REPARTITION`` (docs/repartition.md):
 in ``always`` "every offset committed" covers the repartition topic too, since an event
-is in Target only once its update was consumed from there.
+is in Target only once its update was consumed from there. Tests that do not choose a
+mode run in ``PROFILE_SYNC_TEST_REPARTITION`` (default ``never``), so the whole suite can
+be run in the repartition mode.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -183,8 +186,9 @@ def stack(
     stacks: list[Stack] = []
 
     def make(
-        partitions: int = 3, topics: int = 2, mode: str = "never", **emulator_options: Any
+        partitions: int = 3, topics: int = 2, mode: str = "", **emulator_options: Any
     ) -> Stack:
+        mode = mode or os.environ.get("PROFILE_SYNC_TEST_REPARTITION", "never")
         names = [make_topic(partitions=partitions, prefix=f"events{i}") for i in range(topics)]
         dlq = make_topic(partitions=1, prefix="dlq")
         emulator_options.setdefault("bulk_apply_delay", 0.0)

@@ -98,7 +98,15 @@ def test_a_slow_bulk_batch_cannot_undo_a_newer_urgent_update(stack: Callable[...
 def test_overlapping_batches_in_replace_pending_mode(
     stack: Callable[..., Stack], carry_forward: bool
 ) -> None:
-    s = stack(partitions=1, topics=1, bulk_apply_delay=4.0, override_mode="replace-pending")
+    # The repartition mode always carries forward (docs/repartition.md): "without" is a
+    # direct-mode case.
+    s = stack(
+        partitions=1,
+        topics=1,
+        mode="" if carry_forward else "never",
+        bulk_apply_delay=4.0,
+        override_mode="replace-pending",
+    )
     # Each profile gets different attributes in consecutive batches that overlap at Target.
     waves = [
         [event(f"crm-{p}", {f"attr{w}": f"v{w}", "wave": w}, 1_000 * w + p) for p in range(50)]
