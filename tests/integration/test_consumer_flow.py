@@ -6,13 +6,17 @@ import io
 from collections.abc import Callable
 
 import fastavro
+import pytest
 
 from tests.integration.conftest import Stack
 from tests.integration.events import NASTY, event, random_events
 
 
-def test_final_profiles_equal_the_fold_of_the_events(stack: Callable[..., Stack]) -> None:
-    s = stack()
+@pytest.mark.parametrize("mode", ["never", "always"])
+def test_final_profiles_equal_the_fold_of_the_events(
+    stack: Callable[..., Stack], mode: str
+) -> None:
+    s = stack(mode=mode)
     events = random_events(3000, 400, seed=1)
     # One profile's events are spread over both topics: across partitions the newer
     # occurred_at must win however the consumer interleaves them.

@@ -23,7 +23,6 @@ from tests.integration.conftest import Stack
 from tests.integration.events import random_events
 from tests.integration.service import wait_for
 
-
 MODES = pytest.mark.parametrize("mode", ["never", "always"])
 
 
@@ -103,9 +102,12 @@ def test_on_rejected_stop_exits_without_committing_the_batch(stack: Callable[...
     assert not s.all_committed()
 
 
+@MODES
 @pytest.mark.parametrize("moment", ["mid-batch", "mid-post", "after-post"])
-def test_sigkill_at_any_moment_loses_nothing(stack: Callable[..., Stack], moment: str) -> None:
-    s = stack(partitions=3, topics=1)
+def test_sigkill_at_any_moment_loses_nothing(
+    stack: Callable[..., Stack], moment: str, mode: str
+) -> None:
+    s = stack(partitions=3, topics=1, mode=mode)
     events = random_events(2000, 300, seed=7)
     s.produce(events[:1000])
     overrides = {"PROFILE_SYNC_BATCH_LINGER_SECONDS": "1"}
@@ -139,9 +141,7 @@ def test_sigkill_at_any_moment_loses_nothing(stack: Callable[..., Stack], moment
 
 
 @MODES
-def test_rebalance_with_members_joining_and_leaving(
-    stack: Callable[..., Stack], mode: str
-) -> None:
+def test_rebalance_with_members_joining_and_leaving(stack: Callable[..., Stack], mode: str) -> None:
     s = stack(partitions=4, topics=2, mode=mode)
     every = 8 + (s.internal_partitions if mode == "always" else 0)
     events = random_events(6000, 800, seed=8)

@@ -18,10 +18,11 @@ def _single_requests(s: Stack) -> list[dict[str, object]]:
     return [r for r in s.emulator.control.requests() if r.get("api") == "single"]
 
 
+@pytest.mark.parametrize("mode", ["never", "always"])
 def test_urgent_events_reach_the_single_api_long_before_linger(
-    stack: Callable[..., Stack],
+    stack: Callable[..., Stack], mode: str
 ) -> None:
-    s = stack(partitions=1, topics=1)
+    s = stack(partitions=1, topics=1, mode=mode)
     service = s.start(PROFILE_SYNC_BATCH_LINGER_SECONDS="30")
     wait_for(lambda: service.metric("profile_sync_partitions_assigned") >= 1, 60, "assignment")
     normal = [event(f"crm-{i}", {"tier": "silver"}, 1_000 + i) for i in range(20)]
