@@ -155,3 +155,68 @@ def test_source_records_are_forwarded_and_settle_only_when_acknowledged() -> Non
     assert ledger.take_committable() == {tp: 2}
     ledger.settle(-99)
     assert ledger.take_committable() == {tp: 5}
+
+
+class PausingSource(FakeSource):
+    """Keeps the paused set as librdkafka does: resume_all resumes every assigned one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused: set[TopicPartition] = set()
+
+    def pause(self, tps: set[TopicPartition]) -> None:
+        self.paused |= tps
+
+    def resume_all(self) -> None:
+        self.paused = set()
+
+
+def test_at_shutdown_source_partitions_stay_paused_while_owned_ones_drain_to_their_end() -> None:
+    inner, log = PausingSource(), FakeLog()
+    pos0, rep0, rep1 = (
+        TopicPartition("pos", 0),
+        TopicPartition(REPART, 0),
+        TopicPartition(REPART, 1),
+    )
+    inner.assigned = {pos0, rep0, rep1}
+    asked: list[set[TopicPartition]] = []
+
+    def progress(tps: set[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
+        asked.append(tps)
+        return {rep0: (5, 8), rep1: (3, 3)}
+
+    src = OwnedSource(
+        inner, REPART, restore=lambda parts: 0, changelog_mark=log.mark,
+        changelog_done=log.done, flush=log.flush, progress=progress,
+    )  # fmt: skip
+    src.hold_sources()
+    assert inner.paused == {pos0}
+    src.resume_all()  # backpressure lifting must not restart the source
+    assert inner.paused == {pos0}
+    pos1 = TopicPartition("pos", 1)
+    inner.on_assign({pos1})  # a source partition assigned meanwhile is not fetched either
+    assert pos1 in inner.paused
+
+    src.drain_to()
+    assert asked == [{rep0, rep1}]
+    assert not src.drained()
+    inner.records = [Record(REPART, 0, o, b"k", b"v", 0) for o in (5, 6)]
+    src.consume(10, 0.0)
+    assert not src.drained()  # offset 7 is still to be read
+    inner.records = [Record(REPART, 0, 7, b"k", b"v", 0)]
+    src.consume(10, 0.0)
+    assert src.drained()
+
+
+def test_a_revoked_owned_partition_is_not_waited_for_at_shutdown() -> None:
+    inner, log = PausingSource(), FakeLog()
+    rep0 = TopicPartition(REPART, 0)
+    inner.assigned = {rep0}
+    src = OwnedSource(
+        inner, REPART, restore=lambda parts: 0, changelog_mark=log.mark,
+        changelog_done=log.done, flush=log.flush, progress=lambda tps: {rep0: (0, 4)},
+    )  # fmt: skip
+    src.drain_to()
+    assert not src.drained()
+    inner.assigned = set()  # its unread records stay uncommitted for the next owner
+    assert src.drained()
