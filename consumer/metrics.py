@@ -169,7 +169,7 @@ class Metrics:
         )
         self.batch_status = counter(
             "batch_status_total",
-            "Final batch-status outcomes: complete, stuck, timeout (max age).",
+            "Final batch-status outcomes: complete, stuck, timeout (max age), unknown (expired).",
             ("status",),
         )
         self.batch_updates = counter(
@@ -184,6 +184,34 @@ class Metrics:
             "batches_tracked", "Accepted batches whose status is still being followed."
         )
 
+        # -- the tenant's bulk-API call budget (consumer/core/budget.py, issue 11)
+        self.call_budget_share = gauge(
+            "call_budget_share_per_minute",
+            "Bulk-API calls a minute this replica may make now (its share of the tenant's).",
+        )
+        self.group_members = gauge(
+            "group_members", "Members of the consumer group, as Kafka describes it."
+        )
+        self.budget_calls = counter(
+            "budget_calls_total", "Bulk-API calls spent from the budget, by api.", ("api",)
+        )
+        self.budget_waits = counter(
+            "budget_waits_total", "Calls that had to wait for the budget, by api.", ("api",)
+        )
+        self.budget_throttled = counter(
+            "target_throttled_total", "HTTP 503 answers of Target's bulk API, by api.", ("api",)
+        )
+        self.long_values = counter(
+            "long_values_total",
+            "Attribute values over 256 characters: sent, but Target truncates them in mboxes.",
+        )
+        self.unsafe_values = counter(
+            "unsafe_cell_values_total",
+            "Values holding a comma or line break (unsafe in a batch cell under reading B), "
+            "by route: bulk (reading A), dlq.",
+            ("route",),
+        )
+
         # -- liveness
         self.loop_last_turn = gauge(
             "loop_last_turn_timestamp_seconds", "Unix time the consume loop last turned."
@@ -194,10 +222,12 @@ class Metrics:
         for id_type in ("thirdPartyId", "pcId"):
             for outcome in ("accepted", "rejected", "cancelled"):
                 self.batches.labels(id_type, outcome)
-        for status in ("complete", "stuck", "timeout"):
+        for status in ("complete", "stuck", "timeout", "unknown"):
             self.batch_status.labels(status)
         for result in ("successful", "failed", "not_found"):
             self.batch_updates.labels(result)
+        for api in ("upload", "poll"):
+            self.budget_throttled.labels(api)
 
 
 def status_class(status: int | None) -> str:

@@ -14,13 +14,41 @@ from typing import Any
 from consumer.core.model import IdType, Priority, ProfileUpdate, TopicPartition
 from consumer.errors import ValidationError
 
-# Longest profile id we accept. Target documents none; ids are CRM ids, loyalty numbers or
-# tntids (~36 chars). Anything this long is a producer bug, not a customer.
+# Target's limits page: an mbox3rdPartyId is at most 256 characters (we hold pcIds to it
+# too: a tntid is ~36), an in-mbox profile attribute name at most 128, and values over 256
+# characters are truncated for in-mbox use (sent anyway, counted: ``Tally``).
 MAX_ID_LENGTH = 256
-# Longest attribute name; Target's UI and mbox parameters stay far below this.
-MAX_NAME_LENGTH = 250
+MAX_NAME_LENGTH = 128
+MAX_MBOX_VALUE_LENGTH = 256
 # Target's cap on all external data of one profile; a single event over it can never apply.
 MAX_PROFILE_BYTES = 64 * 1024
+
+
+
+class Tally:
+    """What validation saw that is sent but worth counting; the intake reads and resets it."""
+
+    __slots__ = ("long_values", "unsafe_values")
+
+    def __init__(self) -> None:
+        self.long_values = 0  # over MAX_MBOX_VALUE_LENGTH characters
+        self.unsafe_values = 0  # holding a comma or line break (unsafe in a cell under B)
+
+
+def check_profile_id(id_type: IdType, profile_id: object) -> str:
+    """``profile_id`` if Target can take it for ``id_type``, else ``ValidationError``."""
+    if not isinstance(profile_id, str) or not profile_id.strip():
+        raise ValidationError("invalid_profile_id", "profile id is empty")
+    if len(profile_id) > MAX_ID_LENGTH:
+        raise ValidationError("profile_id_too_long", f"profile id longer than {MAX_ID_LENGTH}")
+    if _bad_text(profile_id):
+        raise ValidationError("invalid_profile_id", "profile id has control characters")
+    if id_type is IdType.THIRD_PARTY_ID and ("+" in profile_id or "/" in profile_id):
+        raise ValidationError(
+            "third_party_id_forbidden_character", "a thirdPartyId must not hold '+' or '/'"
+        )
+    return profile_id
+
 
 _ID_TYPES = {"THIRD_PARTY_ID": IdType.THIRD_PARTY_ID, "PC_ID": IdType.PC_ID}
 _PRIORITIES = {"NORMAL": Priority.NORMAL, "URGENT": Priority.URGENT}
@@ -57,7 +85,9 @@ def attribute_name(raw: str) -> str:
     if not name:
         raise ValidationError("invalid_attribute_name", f"empty attribute name {raw!r}")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValidationError("invalid_attribute_name", f"name longer than {MAX_NAME_LENGTH}")
+        raise ValidationError(
+            "attribute_name_too_long", f"attribute name longer than {MAX_NAME_LENGTH}"
+        )
     if _bad_text(name) or " " in name:
         raise ValidationError(
             "invalid_attribute_name", f"attribute name {name!r} has spaces or control characters"
@@ -67,8 +97,19 @@ def attribute_name(raw: str) -> str:
     return name
 
 
-def to_update(record: dict[str, Any], tp: TopicPartition, offset: int) -> ProfileUpdate | None:
-    """Validate one decoded record. None: nothing to change. Raises ``ValidationError``."""
+def to_update(
+    record: dict[str, Any],
+    tp: TopicPartition,
+    offset: int,
+    tally: Tally | None = None,
+    reading: str = "A",
+) -> ProfileUpdate | None:
+    """Validate one decoded record. None: nothing to change. Raises ``ValidationError``.
+
+    ``reading`` is how Target decodes batch cells (``TARGET_CELL_DECODING``): under B a
+    value holding a comma or line break would shift the row's columns, so the record is
+    refused (``value_unsafe_under_reading_b``). ``tally`` counts long and unsafe values.
+    """
     try:
         profile = record["profile"]
         id_type = _ID_TYPES[profile["id_type"]]
@@ -77,12 +118,11 @@ def to_update(record: dict[str, Any], tp: TopicPartition, offset: int) -> Profil
         occurred_at = record["occurred_at"]
     except (KeyError, TypeError) as exc:
         raise ValidationError("missing_field", f"record lacks {exc}") from None
-    if not isinstance(profile_id, str) or not profile_id.strip():
-        raise ValidationError("invalid_profile_id", "profile id is empty")
-    if len(profile_id) > MAX_ID_LENGTH:
-        raise ValidationError("invalid_profile_id", f"profile id longer than {MAX_ID_LENGTH}")
-    if _bad_text(profile_id):
-        raise ValidationError("invalid_profile_id", "profile id has control characters")
+    profile_id = check_profile_id(id_type, profile_id)
+    if reading == "B" and "," in profile_id:
+        raise ValidationError(
+            "value_unsafe_under_reading_b", "profile id holds a comma (cell decoding B)"
+        )
     if not isinstance(occurred_at, int) or occurred_at < 0:
         raise ValidationError("invalid_occurred_at", f"occurred_at {occurred_at!r} is invalid")
 
@@ -104,7 +144,19 @@ def to_update(record: dict[str, Any], tp: TopicPartition, offset: int) -> Profil
                 continue
             value = rendered
         attributes[name] = value
-        chars += len(name) + len(value)
+        n = len(value)
+        chars += len(name) + n
+        if n > MAX_MBOX_VALUE_LENGTH and tally is not None:
+            tally.long_values += 1
+        if "," in value or "\n" in value or "\r" in value:
+            if reading == "B":
+                raise ValidationError(
+                    "value_unsafe_under_reading_b",
+                    f"value of {name!r} holds a comma or line break, which Target "
+                    "(cell decoding B) would read as a separator",
+                )
+            if tally is not None:
+                tally.unsafe_values += 1
     # A UTF-8 character is at most 4 bytes: count exactly only when it could matter.
     if chars * 4 > MAX_PROFILE_BYTES:
         size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in attributes.items())

@@ -113,6 +113,20 @@ class TargetClient:
         return target.parse_bulk_response(response.status_code, response.text)
 
     def get_status(self, url: str) -> target.BatchStatus:
+        try:
+            safe = target.status_url(url, self._settings.target_url)
+        except target.StatusUnknown as exc:
+            log.error(
+                "batch status URL refused: the token is not sent to it",
+                extra={"fields": {"error": str(exc)}},
+            )
+            raise
+        if not safe.startswith(url.split(":", 1)[0] + ":"):
+            log.warning(
+                "batch status URL was plain http: asked over https instead",
+                extra={"fields": {"url": safe.split("?", 1)[0]}},
+            )
+        url = safe
         sep = "&" if "?" in url else "?"
         response = self._request("status", "GET", f"{url}{sep}showDetails=true")
         return target.parse_batch_status(response.status_code, response.text)
@@ -131,7 +145,7 @@ class TargetClient:
                 content=params.encode("ascii"),
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
             )
-        target.check_status(response.status_code, response.text, None)
+        target.parse_single_response(response.status_code, response.text)
 
     def fetch_profile(self, id_type: IdType, profile_id: str) -> dict[str, Any] | None:
         s = self._settings

@@ -1,0 +1,91 @@
+"""How many members our consumer group has, from Kafka itself.
+
+The tenant's call budget is shared by the replicas of one consumer group
+(consumer/core/budget.py); each replica learns the group's size from the admin API's
+consumer-group description, in a background thread: every ``interval`` seconds, and at
+once when ``refresh`` is called (the loop calls it on every rebalance, which is when the
+membership changes). A failed description keeps the last count and is logged once per
+outage, so a broker hiccup never raises the call rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+log = logging.getLogger("profile_sync.members")
+
+REFRESH_SECONDS = 10.0
+DESCRIBE_TIMEOUT_SECONDS = 10.0
+
+
+def describe_members(admin: AdminClient, group_id: str, timeout: float) -> int:
+    """Members of ``group_id`` now (0 for an empty or unknown group); raises KafkaException."""
+    futures = admin.describe_consumer_groups([group_id], request_timeout=timeout)
+    description = futures[group_id].result(timeout=timeout)
+    return len(description.members or [])
+
+
+class GroupMembers:
+    def __init__(
+        self,
+        admin_config: dict[str, str],
+        group_id: str,
+        on_count: Callable[[int], None],
+        interval: float = REFRESH_SECONDS,
+    ) -> None:
+        self._admin = AdminClient(admin_config)
+        self._group_id = group_id
+        self._on_count = on_count
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._failing = False
+        self.count: int | None = None
+        self._thread = threading.Thread(target=self._run, name="group-members", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def refresh(self) -> None:
+        """Describe the group again now (a rebalance changed the membership)."""
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=DESCRIBE_TIMEOUT_SECONDS + 1)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            self._describe()
+            self._wake.wait(self._interval)
+
+    def _describe(self) -> None:
+        try:
+            count = describe_members(self._admin, self._group_id, DESCRIBE_TIMEOUT_SECONDS)
+        except (KafkaException, TimeoutError, OSError) as exc:
+            if not self._failing:
+                self._failing = True
+                log.warning(
+                    "cannot describe the consumer group; the call budget keeps its last share",
+                    extra={"fields": {"group_id": self._group_id, "error": str(exc)}},
+                )
+            return
+        if self._failing:
+            self._failing = False
+            log.info("consumer group described again", extra={"fields": {"members": count}})
+        # This replica is a member even before its first join completes.
+        count = max(1, count)
+        if count != self.count:
+            log.info(
+                "consumer group size",
+                extra={"fields": {"group_id": self._group_id, "members": count}},
+            )
+        self.count = count
+        self._on_count(count)
