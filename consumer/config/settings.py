@@ -126,9 +126,10 @@ class Settings:
         "Timeout of one HTTP call to Target.",
     )
     pcid_bulk_version: str = setting(
-        "v2",
+        "v1",
         v.choice("v1", "v2"),
-        "Bulk API version for pcId batches (v1 for Target set-ups that use ECID).",
+        "Bulk API version for pcId batches: v1 (right for set-ups that use ECID), or v2 "
+        "only for set-ups without ECID. thirdPartyId batches always use v2.",
     )
     upload_form: str = setting(
         "raw",
@@ -139,6 +140,18 @@ class Settings:
         "dlq",
         v.choice("dlq", "stop"),
         "A batch Target rejects permanently: its rows go to the DLQ, or the service stops.",
+    )
+    target_calls_per_minute: int = setting(
+        "40",
+        v.int_range(1, 10_000),
+        "The tenant's bulk-API calls a minute (uploads and status polls) that the whole "
+        "consumer group may spend (Target: 50, shared with the customer's other tools).",
+    )
+    target_cell_decoding: str = setting(
+        "A",
+        v.choice("a", "b"),
+        "How the tenant decodes batch cells (profile-sync probe finds out): A, split then "
+        "decode; B, decode then split (values with a comma or line break go to the DLQ).",
     )
 
     # -- batching and flow control
@@ -256,6 +269,12 @@ class Settings:
         "128000000",
         v.int_range(0, 2**40),
         "Bytes of accepted batch files kept for resubmission; oldest dropped past it.",
+    )
+    status_unknown_release_seconds: float = setting(
+        "3600",
+        v.float_range(0, 7 * 86400),
+        "A batch whose status Target no longer answers is carried forward this long after "
+        "its acceptance, then released (never resent on that ground).",
     )
 
     # -- operations

@@ -49,6 +49,7 @@ class CallBudget:
         self.members = 1
         self._lock = threading.Lock()
         self._calls: deque[float] = deque()  # when each call of the window was taken
+        self._last_call: float | None = None
         self._factor_at = now  # when the factor was last set
         self._factor = 1.0
         self._last_decrease: float | None = None
@@ -100,9 +101,11 @@ class CallBudget:
                 spacing = WINDOW_SECONDS / share
                 if kind is CallKind.POLL and self.uploads_waiting:
                     return spacing
-                if calls and now - calls[-1] < spacing:
-                    return calls[-1] + spacing - now
+                last = self._last_call
+                if last is not None and now - last < spacing:
+                    return last + spacing - now
                 calls.append(now)
+                self._last_call = now
                 return 0.0
             allowed = int(share)
             if kind is CallKind.POLL:
@@ -110,6 +113,7 @@ class CallBudget:
                 allowed -= self.uploads_waiting + (1 if allowed >= 2 else 0)
             if len(calls) < max(0, allowed):
                 calls.append(now)
+                self._last_call = now
                 return 0.0
             return self._next_free(now, max(1, len(calls) - max(0, allowed) + 1))
 
@@ -143,8 +147,8 @@ class CallBudget:
         self._expire(now)
         share = self._share(now)
         if share < 1.0:
-            calls = self._calls
-            return 0 if calls and now - calls[-1] < WINDOW_SECONDS / share else 1
+            last = self._last_call
+            return 0 if last is not None and now - last < WINDOW_SECONDS / share else 1
         return max(0, int(share) - len(self._calls))
 
     def _next_free(self, now: float, nth: int) -> float:
