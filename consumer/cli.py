@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "emulator": ("emulator.server", "serve the Adobe Target profile API emulator"),
     "profile": ("consumer.commands.profile", "read a profile back from Target (debugging)"),
+    "probe": (
+        "consumer.commands.probe",
+        "find out how the tenant decodes batch cells (writes one probe profile)",
+    ),
     "mapping": ("consumer.commands.mapping", "check a mapping file, or preview what it produces"),
 }
 
