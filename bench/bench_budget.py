@@ -170,7 +170,7 @@ def backlog(bootstrap: str, admin: AdminClient) -> dict[str, Any]:
 def _get(url: str) -> str:
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (our emulator)
+    with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
 
 

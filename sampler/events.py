@@ -11,8 +11,9 @@ The data is what real retail systems send, not what is convenient: Unicode names
 with commas, ``&``, ``%``, ``+``, quotes, line breaks and emoji, null values ("no change"),
 a few third-party ids that are base64 hashes in the URL-safe alphabet (``-`` and ``_``:
 Target refuses ``+`` and ``/`` in a thirdPartyId, in bulk and single updates alike, so a
-CRM feeding Target uses that alphabet), Target tntids as pcIds, POS tills that upload minutes late, and ``occurred_at``
-strictly increasing per profile, so the newest value of an attribute is also its last one.
+CRM feeding Target uses that alphabet), Target tntids as pcIds, POS tills that upload
+minutes late, and ``occurred_at`` strictly increasing per profile, so the newest value of an
+attribute is also its last one.
 """
 
 from __future__ import annotations

@@ -60,9 +60,10 @@ def judge(sent: dict[str, str], stored: dict[str, str]) -> Verdict:
         return Verdict("A", rows)
     # Under B, "a,b" is split: probeComma holds "a" and every later column moved right.
     names = list(sent)
-    shifted = stored.get(names[0]) == sent[names[0]].split(",", 1)[0] and stored.get(
-        names[1]
-    ) == sent[names[0]].split(",", 1)[1]
+    shifted = (
+        stored.get(names[0]) == sent[names[0]].split(",", 1)[0]
+        and stored.get(names[1]) == sent[names[0]].split(",", 1)[1]
+    )
     return Verdict("B" if shifted else "", rows)
 
 
@@ -117,7 +118,7 @@ def _probe(client: Any, profile_id: str, timeout: float) -> int:
         interval = min(30.0, interval * 2)
     profile = client.fetch_profile(IdType.THIRD_PARTY_ID, profile_id) or {}
     stored = {
-        name: attr.get("value") if isinstance(attr, dict) else attr
+        str(name): str(attr.get("value") if isinstance(attr, dict) else attr)
         for name, attr in profile.get("profileAttributes", {}).items()
     }
     verdict = judge(sent, stored)

@@ -158,4 +158,3 @@ class CallBudget:
             return 1.0  # the budget is all reserved (polls behind uploads): look again soon
         oldest = calls[min(nth, len(calls)) - 1]
         return max(0.001, oldest + WINDOW_SECONDS - now)
-

@@ -24,7 +24,6 @@ MAX_MBOX_VALUE_LENGTH = 256
 MAX_PROFILE_BYTES = 64 * 1024
 
 
-
 class Tally:
     """What validation saw that is sent but worth counting; the intake reads and resets it."""
 

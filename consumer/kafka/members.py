@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -33,12 +33,13 @@ def describe_members(admin: AdminClient, group_id: str, timeout: float) -> int:
 class GroupMembers:
     def __init__(
         self,
-        admin_config: dict[str, str],
+        admin_config: Mapping[str, str],
         group_id: str,
         on_count: Callable[[int], None],
         interval: float = REFRESH_SECONDS,
     ) -> None:
-        self._admin = AdminClient(admin_config)
+        conf: dict[str, str | int | float | bool] = dict(admin_config)
+        self._admin = AdminClient(conf)
         self._group_id = group_id
         self._on_count = on_count
         self._interval = interval

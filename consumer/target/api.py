@@ -179,9 +179,7 @@ def parse_batch_status(status: int, body: str) -> BatchStatus:
     except ET.ParseError:
         # An error page where the status was: Target no longer answers for this batch.
         raise StatusUnknown(f"batch status unreadable: {_snippet(body)}", status) from None
-    if (root.findtext("success") or "").strip().lower() == "false" or not root.findtext(
-        "status"
-    ):
+    if (root.findtext("success") or "").strip().lower() == "false" or not root.findtext("status"):
         message = (root.findtext("message") or "no status").strip()
         raise StatusUnknown(f"batch status unknown: {message}"[:300], status)
     return BatchStatus(

@@ -91,7 +91,11 @@ def test_forgotten_statuses_are_normal_no_resend_no_dlq(stack: Callable[..., Sta
     )
     s.produce(events)
 
-    wait_for(lambda: service.metric("profile_sync_batch_status_total", status="unknown") >= 5, 120, "statuses forgotten")
+    wait_for(
+        lambda: service.metric("profile_sync_batch_status_total", status="unknown") >= 5,
+        120,
+        "statuses forgotten",
+    )
     wait_for(s.all_committed, 120, "every offset committed")
     s.wait_for_state(s.expected(events), timeout=60)
     accepted = service.metric("profile_sync_batches_total", outcome="accepted")

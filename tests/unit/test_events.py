@@ -216,9 +216,7 @@ def test_the_longest_allowed_name_is_accepted() -> None:
     assert attrs_of({"profile." + name: "v"}) == {name: "v"}
 
 
-@pytest.mark.parametrize(
-    "pid", ["", "   ", "crm\n01", "crm\x0001", None, 12345]
-)
+@pytest.mark.parametrize("pid", ["", "   ", "crm\n01", "crm\x0001", None, 12345])
 def test_an_invalid_profile_id_is_rejected(pid: Any) -> None:
     assert reason_of(record({"a": "1"}, pid=pid)) == "invalid_profile_id"
 

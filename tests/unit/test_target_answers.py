@@ -12,7 +12,10 @@ from consumer.target.api import (
     status_url,
 )
 
-OK = "<response><success>true</success><pcId></pcId><message>Request successfully submitted</message></response>"
+OK = (
+    "<response><success>true</success><pcId></pcId>"
+    "<message>Request successfully submitted</message></response>"
+)
 REFUSED = "<response><success>false</success><message>no such profile</message></response>"
 
 
@@ -57,7 +60,7 @@ def test_a_status_url_on_the_configured_domain_is_used_over_https(url: str, expe
     ],
 )
 def test_a_status_url_elsewhere_is_refused(url: str) -> None:
-    with pytest.raises(StatusUnknown, match="token is not sent|not an http"):
+    with pytest.raises(StatusUnknown, match=r"token is not sent|not an http"):
         status_url(url, BASE)
 
 
