@@ -228,6 +228,8 @@ class Metrics:
             self.batch_updates.labels(result)
         for api in ("upload", "poll"):
             self.budget_throttled.labels(api)
+            self.budget_calls.labels(api)
+            self.budget_waits.labels(api)
 
 
 def status_class(status: int | None) -> str:
