@@ -21,6 +21,31 @@ log = logging.getLogger("profile_sync.members")
 
 REFRESH_SECONDS = 10.0
 DESCRIBE_TIMEOUT_SECONDS = 10.0
+# Client properties an admin client does not take (consumer or producer only).
+_NOT_ADMIN = (
+    "group.",
+    "partition.assignment",
+    "enable.auto",
+    "auto.offset",
+    "auto.commit",
+    "fetch.",
+    "session.timeout",
+    "heartbeat.",
+    "max.poll",
+    "isolation.",
+    "statistics.",
+    "acks",
+    "enable.idempotence",
+    "linger.ms",
+    "compression.",
+    "queue.buffering",
+    "batch.",
+)
+
+
+def admin_config(props: Mapping[str, str]) -> dict[str, str]:
+    """The connection settings of ``props`` (the user's KAFKA_* values) for an admin client."""
+    return {k: v for k, v in props.items() if not k.startswith(_NOT_ADMIN)}
 
 
 def describe_members(admin: AdminClient, group_id: str, timeout: float) -> int:
