@@ -54,13 +54,23 @@ class CallBudget:
         self._factor = 1.0
         self._last_decrease: float | None = None
         self.uploads_waiting = 0
+        self._fewer: tuple[int, float] | None = None  # (members, from when) after a leave
 
     # -- what the replica may spend
 
-    def set_members(self, members: int) -> None:
-        """The consumer group now has ``members`` members (from Kafka's group description)."""
+    def set_members(self, members: int, now: float) -> None:
+        """The consumer group now has ``members`` members (from Kafka's group description).
+
+        More members shrink the share at once. Fewer members grow it only a window later:
+        the calls of a member that left still count in Target's rolling minute.
+        """
+        members = max(1, members)
         with self._lock:
-            self.members = max(1, members)
+            if members >= self.members:
+                self.members = members
+                self._fewer = None
+            elif self._fewer is None or self._fewer[0] != members:
+                self._fewer = (members, now + WINDOW_SECONDS)
 
     def factor(self, now: float) -> float:
         """How much of the fair share the 503s of late leave (1.0: all of it)."""
@@ -135,6 +145,9 @@ class CallBudget:
         return min(1.0, self._factor + recovered)
 
     def _share(self, now: float) -> float:
+        fewer = self._fewer
+        if fewer is not None and now >= fewer[1]:
+            self.members, self._fewer = fewer[0], None
         return self.tenant_per_minute / self.members * self._factor_now(now)
 
     def _expire(self, now: float) -> None:

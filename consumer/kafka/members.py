@@ -71,14 +71,18 @@ class GroupMembers:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._failing = False
+        self._joined = threading.Event()
         self.count: int | None = None
         self._thread = threading.Thread(target=self._run, name="group-members", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def refresh(self) -> None:
-        """Describe the group again now (a rebalance changed the membership)."""
+    def refresh(self, joined: bool = True) -> None:
+        """Describe the group again now (a rebalance changed the membership); ``joined``:
+        this replica is a member by now (it got an assignment, even an empty one)."""
+        if joined:
+            self._joined.set()
         self._wake.set()
 
     def close(self) -> None:
@@ -106,8 +110,8 @@ class GroupMembers:
         if self._failing:
             self._failing = False
             log.info("consumer group described again", extra={"fields": {"members": count}})
-        # This replica is a member even before its first join completes.
-        count = max(1, count)
+        # Until this replica's own join completed, the group does not list it yet.
+        count = max(1, count if self._joined.is_set() else count + 1)
         if count != self.count:
             log.info(
                 "consumer group size",

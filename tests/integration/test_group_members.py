@@ -54,11 +54,13 @@ def test_members_are_counted_as_they_join_and_leave(
 
     poller = threading.Thread(target=poll_all, daemon=True)
     try:
-        # An empty group still counts this replica itself.
+        # Before its own join, a replica counts itself on top of the members listed.
         wait_for(lambda: last() == 1, 20, "an empty group counted as one")
         with lock:
             consumers.extend(_member(kafka_bootstrap, group, topic) for _ in range(3))
         poller.start()
+        wait_for(lambda: last() == 4, 60, "three members and this replica about to join")
+        members.refresh(joined=True)  # this replica's assignment came: it is listed now
         wait_for(lambda: last() == 3, 60, "three members")
         with lock:
             consumers.pop().close()

@@ -27,7 +27,7 @@ def test_one_member_spends_the_whole_budget_in_a_window_and_no_more() -> None:
 
 def test_the_share_divides_by_the_members_of_the_group() -> None:
     budget = CallBudget(40, now=0.0)
-    budget.set_members(4)
+    budget.set_members(4, 0.0)
     assert budget.share(0.0) == 10
     assert spend_all(budget, UP, 0.0) == 10
 
@@ -46,7 +46,7 @@ def test_replicas_together_never_exceed_the_tenant_budget_in_any_window(
     group)."""
     replicas = [CallBudget(limit, now=0.0) for _ in range(members)]
     for r in replicas:
-        r.set_members(members)
+        r.set_members(members, 0.0)
     calls: list[float] = []
     now = 0.0
     for i, gap in enumerate(gaps):
@@ -61,7 +61,7 @@ def test_replicas_together_never_exceed_the_tenant_budget_in_any_window(
 
 def test_below_one_call_a_minute_calls_are_spaced_out() -> None:
     budget = CallBudget(10, now=0.0)
-    budget.set_members(20)  # half a call a minute each
+    budget.set_members(20, 0.0)  # half a call a minute each
     assert budget.take(UP, 0.0) == 0.0
     assert budget.take(UP, 60.0) == 60.0
     assert budget.take(UP, 120.0) == 0.0
@@ -108,3 +108,18 @@ def test_room_tells_the_loop_whether_an_upload_could_go_now() -> None:
     spend_all(budget, UP, 0.0)
     assert budget.room(30.0) == 0
     assert budget.room(60.0) == 3
+
+
+def test_a_member_leaving_grows_the_share_only_a_window_later() -> None:
+    budget = CallBudget(40, now=0.0)
+    budget.set_members(4, 0.0)
+    assert budget.share(0.0) == 10
+    # Its calls of the last minute still count at Target: wait a window before taking them.
+    budget.set_members(2, 100.0)
+    assert budget.share(159.0) == 10
+    assert budget.share(160.0) == 20
+    # A member joining shrinks the share at once, and cancels a pending growth.
+    budget.set_members(1, 200.0)
+    budget.set_members(5, 210.0)
+    assert budget.share(210.0) == 8
+    assert budget.share(300.0) == 8
