@@ -22,17 +22,21 @@ from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
 from consumer.core.batcher import Batcher, BatchLimits
+from consumer.core.budget import CallBudget
 from consumer.core.carry import CarryForward
 from consumer.core.decode import Decoder, load_schema
 from consumer.core.loop import Loop
+from consumer.core.model import TopicPartition
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
+from consumer.kafka.members import GroupMembers, admin_config
 from consumer.kafka.source import KafkaSource
 from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
+from consumer.target.gate import BudgetGate
 from consumer.target.status import StatusTracker
 from consumer.target.urgent import SingleUpdater
 
@@ -102,7 +106,10 @@ def build_loop(
         ),
         carry,
     )
-    sender = BulkSender(client.post_batch, backoff, metrics, clock=clock)
+    # One call budget for the group's bulk uploads and status polls (issue 11).
+    budget = CallBudget(settings.target_calls_per_minute, clock.monotonic())
+    gate = BudgetGate(budget, clock, metrics)
+    sender = BulkSender(client.post_batch, backoff, metrics, clock=clock, gate=gate)
     tracker = StatusTracker(
         client.get_status,
         poll_initial=settings.status_poll_initial_seconds,
@@ -110,6 +117,8 @@ def build_loop(
         max_age=settings.status_max_age_seconds,
         retain_max_bytes=settings.status_retain_max_bytes,
         clock=clock,
+        gate=gate,
+        unknown_release=settings.status_unknown_release_seconds,
     )
     source = KafkaSource(settings.consumer_config(), settings.topics, metrics)
     cut = CutBatches()
@@ -148,8 +157,37 @@ def build_loop(
         tracker=tracker,
         metrics=metrics,
         clock=clock,
+        budget=budget,
     )
     return loop, client
+
+
+def _follow_group_size(settings: config.Settings, loop: Loop) -> GroupMembers | None:
+    """Keep the call budget's member count from Kafka: now, every few seconds, and at
+    every rebalance (the moment the membership changes)."""
+    budget = loop.budget
+    if budget is None:
+        return None
+    group = settings.consumer_config()["group.id"]
+    members = GroupMembers(
+        admin_config(settings.librdkafka()),
+        group,
+        lambda n: budget.set_members(n, loop.clock.monotonic()),
+    )
+    source = loop.source
+
+    def refreshing(inner: Callable[[set[TopicPartition]], None]) -> Callable[..., None]:
+        def hook(tps: set[TopicPartition]) -> None:
+            members.refresh(joined=True)
+            inner(tps)
+
+        return hook
+
+    source.on_assign = refreshing(source.on_assign)
+    source.on_revoke = refreshing(source.on_revoke)
+    source.on_lost = refreshing(source.on_lost)
+    members.start()
+    return members
 
 
 def _install_signals(loop: Loop) -> None:
@@ -183,6 +221,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         },
     )
     loop, client = build_loop(settings, metrics, clock)
+    members = _follow_group_size(settings, loop)
     _install_signals(loop)
     idle_since = clock.monotonic()
     code = 0
@@ -213,6 +252,8 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         log.error("fatal error during shutdown", extra={"fields": {"error": str(exc)}})
         settled, code = False, EXIT_FATAL
     finally:
+        if members is not None:
+            members.close()
         client.close()
         server.stop()
     result = loop.summary.as_dict()

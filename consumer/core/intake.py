@@ -17,7 +17,7 @@ from consumer.core.model import DeadLetter, Priority, TopicPartition
 from consumer.core.seams import Record
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
-from consumer.core.validate import to_update
+from consumer.core.validate import Tally, to_update
 from consumer.errors import PoisonError
 from consumer.metrics import Metrics
 from consumer.target.urgent import SingleOutcome, SingleUpdater
@@ -34,7 +34,9 @@ class Intake:
         metrics: Metrics | None,
         summary: Summary,
         clock: Clock,
+        reading: str = "A",
     ) -> None:
+        """``reading``: how Target decodes batch cells (``TARGET_CELL_DECODING``)."""
         self.decoder = decoder
         self.batcher = batcher
         self.settling = settling
@@ -42,6 +44,8 @@ class Intake:
         self.metrics = metrics
         self.summary = summary
         self.clock = clock
+        self.reading = reading
+        self.tally = Tally()
 
     def take(self, records: list[Record]) -> None:
         """Run ``records`` (in consumption order) into the batcher, DLQ or urgent path."""
@@ -51,6 +55,8 @@ class Intake:
         add = self.batcher.add
         track = self.settling.track
         single = self.single
+        tally = self.tally
+        reading = self.reading
         consumed: dict[tuple[str, str], int] = {}
         bulk = skipped = poison = urgent = 0
         tps: dict[tuple[str, int], TopicPartition] = {}
@@ -62,7 +68,7 @@ class Intake:
                 tp = tps[key] = TopicPartition(topic, partition)
             try:
                 event = decode(value)
-                update = to_update(event, tp, offset)
+                update = to_update(event, tp, offset, tally, reading)
             except PoisonError as exc:
                 poison += 1
                 ck = (topic, "unknown")
@@ -123,6 +129,11 @@ class Intake:
                 m.events_routed.labels("single").inc(urgent)
             if skipped:
                 m.events_skipped.inc(skipped)
+            if tally.long_values:
+                m.long_values.inc(tally.long_values)
+            if tally.unsafe_values:
+                m.unsafe_values.labels("bulk").inc(tally.unsafe_values)
+        tally.long_values = tally.unsafe_values = 0
 
     def _dead_letter(
         self, exc: PoisonError, rec: Record, tp: TopicPartition, stage: str = ""
@@ -130,6 +141,8 @@ class Intake:
         stage = stage or exc.stage
         if self.metrics is not None:
             self.metrics.poison_events.labels(stage, exc.reason).inc()
+            if exc.reason == "value_unsafe_under_reading_b":
+                self.metrics.unsafe_values.labels("dlq").inc()
         self.settling.dead_letter_record(
             DeadLetter(
                 key=rec.key,

@@ -28,6 +28,7 @@ from consumer.clock import Clock
 from consumer.config import Settings
 from consumer.core import rebalance
 from consumer.core.batcher import Batcher
+from consumer.core.budget import CallBudget
 from consumer.core.carry import CarryForward
 from consumer.core.decode import Decoder
 from consumer.core.gauges import set_gauges
@@ -68,6 +69,7 @@ class Loop:
         tracker: BatchFollower | None,
         metrics: Metrics | None,
         clock: Clock,
+        budget: CallBudget | None = None,
     ) -> None:
         """``cut`` is shared with ``single`` (it skips calls for batches already cut)."""
         self.settings = settings
@@ -78,6 +80,7 @@ class Loop:
         self.tracker = tracker
         self.metrics = metrics
         self.clock = clock
+        self.budget = budget  # the tenant's bulk-API calls (consumer/core/budget.py)
         self.summary = Summary(clock)
         self.settling = Settling(dead_letter_sink)
         self.uploads = UploadQueue(uploads, settings.max_in_flight_batches, cut)
@@ -89,6 +92,7 @@ class Loop:
             metrics=metrics,
             summary=self.summary,
             clock=clock,
+            reading=settings.target_cell_decoding.upper(),
         )
         self.outcomes = Outcomes(
             settings,
@@ -140,7 +144,10 @@ class Loop:
         if trigger:
             batcher.cut_all(trigger)
         else:
-            batcher.cut_due(now)
+            budget = self.budget
+            # Linger, unless the budget has no call for it now: then the batch grows.
+            if budget is None or budget.room(now) > self.uploads.busy:
+                batcher.cut_due(now)
             if batcher.buffered_bytes >= self.settings.buffer_max_bytes:
                 batcher.cut_all("memory")
         ready = batcher.take_ready()

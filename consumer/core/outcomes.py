@@ -165,6 +165,12 @@ class Outcomes:
                 failed=status.failed,
                 not_found=status.not_found,
             )
+        if outcome.outcome is FinalStatus.UNKNOWN:
+            # Accepted, its status forgotten by Target: never resent on that ground.
+            log.info("batch status unknown, carry-forward released", extra={"fields": fields})
+            self.release(outcome.batch_id)
+            self._resubmits.pop(outcome.batch_id, None)
+            return
         if outcome.outcome is FinalStatus.COMPLETE:
             log.info("batch complete", extra={"fields": fields})
             self.release(outcome.batch_id)

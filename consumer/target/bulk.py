@@ -24,10 +24,12 @@ from enum import StrEnum
 
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
+from consumer.core.budget import CallKind
 from consumer.core.model import BatchFile, IdType
 from consumer.errors import PermanentError, RetryableError
 from consumer.metrics import Metrics
 from consumer.target.api import BulkAccepted
+from consumer.target.gate import BudgetGate
 
 log = logging.getLogger("profile_sync.sender")
 
@@ -70,8 +72,11 @@ class BulkSender:
         metrics: Metrics | None,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        gate: BudgetGate | None = None,
     ) -> None:
+        """``gate``: every attempt waits for a call of the tenant's budget (issue 11)."""
         self._post = post
+        self._gate = gate
         self._clock = clock or SystemClock()
         self._backoff = backoff
         self._metrics = metrics
@@ -136,10 +141,16 @@ class BulkSender:
         batch = job.batch
         attempt = 0
         error = ""
+        gate = self._gate
         while not job.cancelled.is_set():
+            if gate is not None and not gate.wait_turn(CallKind.UPLOAD, job.cancelled):
+                break
             attempt += 1
             try:
-                accepted = self._post(batch)
+                if gate is None:
+                    accepted = self._post(batch)
+                else:
+                    accepted = gate.call(CallKind.UPLOAD, lambda: self._post(batch))
             except RetryableError as exc:
                 error = str(exc)
                 delay = self._backoff.delay(attempt, exc.retry_after, self._rng)

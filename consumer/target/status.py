@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from consumer.clock import Clock, SystemClock
+from consumer.core.budget import CallKind
 from consumer.core.model import BatchFile
 from consumer.errors import TargetError
-from consumer.target.api import BatchStatus
+from consumer.target.api import BatchStatus, StatusUnknown
+from consumer.target.gate import BudgetGate
 
 log = logging.getLogger("profile_sync.status")
 
@@ -35,6 +37,7 @@ class FinalStatus(StrEnum):
     COMPLETE = "complete"
     STUCK = "stuck"
     TIMEOUT = "timeout"  # not final within the maximum age
+    UNKNOWN = "unknown"  # the status URL stopped answering (Target keeps few statuses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class StatusOutcome:
 
 
 class _Tracked:
-    __slots__ = ("accepted_at", "batch", "batch_id", "interval", "resubmits", "url")
+    __slots__ = ("accepted_at", "batch", "batch_id", "interval", "resubmits", "unknown", "url")
 
     def __init__(self, batch: BatchFile, url: str, resubmits: int, now: float, interval: float):
         self.batch_id = batch.batch_id
@@ -56,6 +59,7 @@ class _Tracked:
         self.resubmits = resubmits
         self.accepted_at = now
         self.interval = interval
+        self.unknown = False
 
 
 class StatusTracker:
@@ -68,8 +72,15 @@ class StatusTracker:
         max_age: float,
         retain_max_bytes: int,
         clock: Clock | None = None,
+        gate: BudgetGate | None = None,
+        unknown_release: float = 3600.0,
     ) -> None:
+        """``gate``: polls take what uploads leave of the call budget. A batch whose
+        status stops answering ends ``UNKNOWN`` ``unknown_release`` seconds after its
+        acceptance (its rows are carried forward until then)."""
         self._get_status = get_status
+        self._gate = gate
+        self._unknown_release = unknown_release
         self._poll_initial = poll_initial
         self._poll_max = poll_max
         self._max_age = max_age
@@ -149,12 +160,30 @@ class StatusTracker:
                 if self._stopping:
                     return
                 _, _, item = heapq.heappop(self._heap)
+            if item.unknown:
+                self.outcomes.put(
+                    StatusOutcome(item.batch_id, FinalStatus.UNKNOWN, None, None, item.resubmits)
+                )
+                continue
+            if self._gate is not None:
+                delay = self._gate.try_take(CallKind.POLL)
+                if delay > 0:  # the budget says wait: poll this one later
+                    with self._lock:
+                        self._push(self._clock() + delay, item)
+                    continue
             self._poll(item)
 
     def _poll(self, item: _Tracked) -> None:
         status: BatchStatus | None = None
+        gate = self._gate
         try:
-            status = self._get_status(item.url)
+            if gate is None:
+                status = self._get_status(item.url)
+            else:
+                status = gate.call(CallKind.POLL, lambda: self._get_status(item.url))
+        except StatusUnknown as exc:
+            self._expired(item, exc)
+            return
         except TargetError as exc:
             log.warning(
                 "batch status poll failed",
@@ -173,3 +202,17 @@ class StatusTracker:
                 return
             batch = self._release(item)
         self.outcomes.put(StatusOutcome(item.batch_id, final, status, batch, item.resubmits))
+
+    def _expired(self, item: _Tracked, exc: StatusUnknown) -> None:
+        """The status no longer answers: normal (Target keeps few). Logged once; the
+        outcome ``UNKNOWN`` follows once the carry-forward release time has passed."""
+        log.warning(
+            "batch status no longer answered: status unknown (not resent)",
+            extra={"fields": {"batch_id": item.batch_id, "error": str(exc)}},
+        )
+        with self._lock:
+            self._release(item)  # never resent on this ground: its bytes are not needed
+            item.batch = None
+            item.unknown = True
+            self._push(item.accepted_at + self._unknown_release, item)
+            self._wake.notify()

@@ -51,6 +51,13 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_batch_updates": ("counter", ("result",)),
     "profile_sync_batch_resubmissions": ("counter", ()),
     "profile_sync_batches_tracked": ("gauge", ()),
+    "profile_sync_call_budget_share_per_minute": ("gauge", ()),
+    "profile_sync_group_members": ("gauge", ()),
+    "profile_sync_budget_calls": ("counter", ("api",)),
+    "profile_sync_budget_waits": ("counter", ("api",)),
+    "profile_sync_target_throttled": ("counter", ("api",)),
+    "profile_sync_long_values": ("counter", ()),
+    "profile_sync_unsafe_cell_values": ("counter", ("route",)),
     "profile_sync_loop_last_turn_timestamp_seconds": ("gauge", ()),
     "profile_sync_ready": ("gauge", ()),
 }
