@@ -86,6 +86,7 @@ def test_forgotten_statuses_are_normal_no_resend_no_dlq(stack: Callable[..., Sta
         PROFILE_SYNC_BATCH_LINGER_SECONDS="0.2",
         PROFILE_SYNC_BATCH_MAX_ROWS="40",
         PROFILE_SYNC_STATUS_POLL_INITIAL_SECONDS="2",
+        PROFILE_SYNC_STATUS_POLL_MAX_SECONDS="4",
         PROFILE_SYNC_STATUS_UNKNOWN_RELEASE_SECONDS="2",
         PROFILE_SYNC_TARGET_CALLS_PER_MINUTE="45",
     )
