@@ -69,6 +69,13 @@ class Metrics:
             "dead_letter_failures_total",
             "Dead-letter writes that failed; their offsets are held back and retried.",
         )
+        self.mapping_skips = counter(
+            "mapping_skipped_total",
+            "Records a mapping skips on purpose, settled without an update: filtered "
+            "(skip_when), deleted and tombstone (Debezium). Failures are poison_events_total "
+            "with reason mapping_failed.",
+            ("reason",),
+        )
 
         # -- buffer and batches
         self.buffer_rows = gauge("buffer_rows", "Profile rows buffered.", ("id_type",))
@@ -230,6 +237,8 @@ class Metrics:
             self.budget_throttled.labels(api)
             self.budget_calls.labels(api)
             self.budget_waits.labels(api)
+        for reason in ("filtered", "deleted", "tombstone"):
+            self.mapping_skips.labels(reason)
 
 
 def status_class(status: int | None) -> str:

@@ -16,22 +16,12 @@ from consumer.errors import ValidationError
 
 # Target's limits page: an mbox3rdPartyId is at most 256 characters (we hold pcIds to it
 # too: a tntid is ~36), an in-mbox profile attribute name at most 128, and values over 256
-# characters are truncated for in-mbox use (sent anyway, counted: ``Tally``).
+# characters are truncated for in-mbox use (sent anyway, counted: ``cell_risks``).
 MAX_ID_LENGTH = 256
 MAX_NAME_LENGTH = 128
 MAX_MBOX_VALUE_LENGTH = 256
 # Target's cap on all external data of one profile; a single event over it can never apply.
 MAX_PROFILE_BYTES = 64 * 1024
-
-
-class Tally:
-    """What validation saw that is sent but worth counting; the intake reads and resets it."""
-
-    __slots__ = ("long_values", "unsafe_values")
-
-    def __init__(self) -> None:
-        self.long_values = 0  # over MAX_MBOX_VALUE_LENGTH characters
-        self.unsafe_values = 0  # holding a comma or line break (unsafe in a cell under B)
 
 
 def check_profile_id(id_type: IdType, profile_id: object) -> str:
@@ -96,19 +86,8 @@ def attribute_name(raw: str) -> str:
     return name
 
 
-def to_update(
-    record: dict[str, Any],
-    tp: TopicPartition,
-    offset: int,
-    tally: Tally | None = None,
-    reading: str = "A",
-) -> ProfileUpdate | None:
-    """Validate one decoded record. None: nothing to change. Raises ``ValidationError``.
-
-    ``reading`` is how Target decodes batch cells (``TARGET_CELL_DECODING``): under B a
-    value holding a comma or line break would shift the row's columns, so the record is
-    refused (``value_unsafe_under_reading_b``). ``tally`` counts long and unsafe values.
-    """
+def to_update(record: dict[str, Any], tp: TopicPartition, offset: int) -> ProfileUpdate | None:
+    """Validate one decoded record. None: nothing to change. Raises ``ValidationError``."""
     try:
         profile = record["profile"]
         id_type = _ID_TYPES[profile["id_type"]]
@@ -118,10 +97,6 @@ def to_update(
     except (KeyError, TypeError) as exc:
         raise ValidationError("missing_field", f"record lacks {exc}") from None
     profile_id = check_profile_id(id_type, profile_id)
-    if reading == "B" and "," in profile_id:
-        raise ValidationError(
-            "value_unsafe_under_reading_b", "profile id holds a comma (cell decoding B)"
-        )
     if not isinstance(occurred_at, int) or occurred_at < 0:
         raise ValidationError("invalid_occurred_at", f"occurred_at {occurred_at!r} is invalid")
 
@@ -143,19 +118,7 @@ def to_update(
                 continue
             value = rendered
         attributes[name] = value
-        n = len(value)
-        chars += len(name) + n
-        if n > MAX_MBOX_VALUE_LENGTH and tally is not None:
-            tally.long_values += 1
-        if "," in value or "\n" in value or "\r" in value:
-            if reading == "B":
-                raise ValidationError(
-                    "value_unsafe_under_reading_b",
-                    f"value of {name!r} holds a comma or line break, which Target "
-                    "(cell decoding B) would read as a separator",
-                )
-            if tally is not None:
-                tally.unsafe_values += 1
+        chars += len(name) + len(value)
     # A UTF-8 character is at most 4 bytes: count exactly only when it could matter.
     if chars * 4 > MAX_PROFILE_BYTES:
         size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in attributes.items())
@@ -177,3 +140,25 @@ def to_update(
         str(record.get("source", "OTHER")),
         str(record.get("event_id", "")),
     )
+
+
+def cell_risks(update: ProfileUpdate, reading: str) -> tuple[int, int]:
+    """(values over 256 characters, values holding a comma or line break) of ``update``.
+
+    Long values are sent (Target truncates them for in-mbox use). Under reading B
+    (``TARGET_CELL_DECODING``) a comma or line break in a value, or a comma in the id,
+    would shift the columns of its row: ``ValidationError`` (``value_unsafe_under_reading_b``).
+    """
+    long = unsafe = 0
+    for value in update.attributes.values():
+        if len(value) > MAX_MBOX_VALUE_LENGTH:
+            long += 1
+        if "," in value or "\n" in value or "\r" in value:
+            unsafe += 1
+    if reading == "B" and (unsafe or "," in update.profile_id):
+        raise ValidationError(
+            "value_unsafe_under_reading_b",
+            "a value holds a comma or line break, which Target (cell decoding B) would read "
+            "as a separator",
+        )
+    return long, unsafe

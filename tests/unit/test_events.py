@@ -14,7 +14,7 @@ from consumer.core.validate import (
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
     MAX_PROFILE_BYTES,
-    Tally,
+    cell_risks,
     to_update,
 )
 from consumer.errors import ValidationError
@@ -235,22 +235,25 @@ def test_a_third_party_id_with_plus_or_slash_is_refused_but_a_pc_id_is_not(pid: 
 
 
 def test_values_over_256_characters_are_kept_and_counted() -> None:
-    tally = Tally()
-    update = to_update(record({"a": "v" * 257, "b": "w" * 256}), TP, 0, tally)
+    update = to_update(record({"a": "v" * 257, "b": "w" * 256}), TP, 0)
     assert update is not None and update.attributes["a"] == "v" * 257
-    assert tally.long_values == 1
+    assert cell_risks(update, "A") == (1, 0)
 
 
 @pytest.mark.parametrize("value", ["a,b", "line\nbreak", "cr\rhere"])
 def test_a_comma_or_line_break_is_sent_under_a_and_refused_under_b(value: str) -> None:
-    tally = Tally()
-    update = to_update(record({"a": value, "b": "plain"}), TP, 0, tally, "A")
+    update = to_update(record({"a": value, "b": "plain"}), TP, 0)
     assert update is not None and update.attributes == {"a": value, "b": "plain"}
-    assert tally.unsafe_values == 1
+    assert cell_risks(update, "A") == (0, 1)
     with pytest.raises(ValidationError) as refused:
-        to_update(record({"a": value, "b": "plain"}), TP, 0, Tally(), "B")
+        cell_risks(update, "B")
     assert refused.value.reason == "value_unsafe_under_reading_b"
-    assert to_update(record({"b": "plain"}), TP, 0, Tally(), "B") is not None
+    plain = to_update(record({"b": "plain"}), TP, 0)
+    assert plain is not None and cell_risks(plain, "B") == (0, 0)
+    comma_id = to_update(record({"b": "plain"}, pid="crm,1"), TP, 0)
+    assert comma_id is not None
+    with pytest.raises(ValidationError):
+        cell_risks(comma_id, "B")
 
 
 def test_the_longest_allowed_profile_id_is_accepted() -> None:

@@ -18,10 +18,11 @@ from consumer import config
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.budget import CallBudget, CallKind
 from consumer.core.carry import CarryForward
-from consumer.core.decode import Decoder, load_schema
+from consumer.core.decode import load_schema
 from consumer.core.loop import Loop
 from consumer.core.model import TopicPartition
 from consumer.core.uploads import CutBatches
+from consumer.mapping.startup import build_mapper
 from consumer.metrics import Metrics
 from consumer.target.status import FinalStatus
 from tests.utils import (
@@ -88,7 +89,7 @@ class Rig:
         self.loop = Loop(
             s,
             source=self.source,
-            decoder=Decoder(SCHEMA),
+            mapper=build_mapper(s, None),
             batcher=Batcher(
                 BatchLimits(s.batch_max_rows, s.batch_max_bytes, s.batch_linger_seconds), carry
             ),
@@ -335,6 +336,5 @@ def test_a_batch_whose_status_is_unknown_is_released_never_resent() -> None:
     assert rig.dead_letters is not None and rig.dead_letters.pending == 0
     assert rig.source.stored[A] == 1
     assert (
-        rig.registry.get_sample_value("profile_sync_batch_status_total", {"status": "unknown"})
-        == 1
+        rig.registry.get_sample_value("profile_sync_batch_status_total", {"status": "unknown"}) == 1
     )
