@@ -44,7 +44,7 @@ KAFKA = REPO / "deploy" / "local" / "kafka.sh"
 RATE = int(os.environ.get("BENCH_RATE", "400"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "150"))
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "300000"))
-REPLICAS = [int(n) for n in os.environ.get("BENCH_REPLICAS", "1,2,4").split(",")]
+REPLICAS = [int(n) for n in os.environ.get("BENCH_REPLICAS", "1,2,4").split(",") if n]
 
 
 def free_port() -> int:
@@ -74,9 +74,16 @@ def produce(bootstrap: str, names: list[str], count: int, rate: float, seed: int
     )
     for i, ev in enumerate(events):
         topic, key, _ = route(ev, names[0], names[1])
-        producer.produce(topic, key=key.encode(), value=encode_profile_change(ev))
-        if rate > 0 and i % 100 == 0:
+        value = encode_profile_change(ev)
+        while True:
+            try:
+                producer.produce(topic, key=key.encode(), value=value)
+                break
+            except BufferError:  # librdkafka's queue is full: serve deliveries first
+                producer.poll(0.1)
+        if i % 100 == 0:
             producer.poll(0)
+        if rate > 0 and i % 100 == 0:
             ahead = i / rate - (time.monotonic() - start)
             if ahead > 0:
                 time.sleep(ahead)  # pacing the load generator, not waiting for a result
