@@ -38,6 +38,7 @@ from consumer.mapping.startup import build_mapper
 from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
+from consumer.target.fetch import ProfileReader
 from consumer.target.gate import BudgetGate
 from consumer.target.status import StatusTracker
 from consumer.target.urgent import SingleUpdater
@@ -150,6 +151,13 @@ def build_loop(
             settings.producer_config(), settings.dlq_topic, on_settled, metrics, clock
         )
 
+    audit_reader = None
+    if settings.audit_sample_share > 0:
+        # Its own client and connection: reads never queue behind uploads.
+        audit_client = TargetClient(settings, metrics, pool_size=1)
+        audit_reader = ProfileReader(
+            audit_client.fetch_profile, settings.audit_reads_per_second, audit_client.close
+        )
     loop = Loop(
         settings,
         source=source,
@@ -164,6 +172,7 @@ def build_loop(
         metrics=metrics,
         clock=clock,
         budget=budget,
+        audit_reader=audit_reader,
     )
     return loop, client
 
@@ -265,6 +274,8 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     finally:
         if members is not None:
             members.close()
+        if loop.audit is not None:
+            loop.audit.close()
         client.close()
         server.stop()
     result = loop.summary.as_dict()

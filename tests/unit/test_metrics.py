@@ -59,6 +59,12 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_target_throttled": ("counter", ("api",)),
     "profile_sync_long_values": ("counter", ()),
     "profile_sync_unsafe_cell_values": ("counter", ("route",)),
+    "profile_sync_audit_rows": ("counter", ("kind", "result")),
+    "profile_sync_audit_attributes": ("counter", ("kind", "verdict")),
+    "profile_sync_audit_reads": ("counter", ("outcome",)),
+    "profile_sync_audit_repairs": ("counter", ("outcome",)),
+    "profile_sync_audit_rows_dropped": ("counter", ("reason",)),
+    "profile_sync_audit_pending_rows": ("gauge", ()),
     "profile_sync_loop_last_turn_timestamp_seconds": ("gauge", ()),
     "profile_sync_ready": ("gauge", ()),
 }
