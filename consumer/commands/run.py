@@ -22,11 +22,13 @@ from prometheus_client import CollectorRegistry
 from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
+from consumer.commands.owner_wiring import forwarded, repartition_owner, source_updates
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.budget import CallBudget
 from consumer.core.carry import CarryForward
 from consumer.core.loop import Loop
 from consumer.core.model import TopicPartition
+from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
@@ -97,16 +99,21 @@ def load_mapper(settings: config.Settings, clock: Clock) -> RecordMapper:
 
 
 def build_loop(
-    settings: config.Settings, metrics: Metrics | None, clock: Clock, mapper: RecordMapper
+    settings: config.Settings,
+    metrics: Metrics | None,
+    clock: Clock,
+    mapper: RecordMapper,
+    health: Health | None = None,
 ) -> tuple[Loop, TargetClient]:
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
     client = TargetClient(settings, metrics, pool_size=pool)
     backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
-    carry = (
-        CarryForward(settings.carry_forward_max_profiles)
-        if settings.carry_forward_enabled
-        else None
-    )
+    owner = repartition_owner(settings, metrics, mapper.keyed_by_profile)  # None: direct
+    carry: CarryForward | None = None
+    if owner is not None:
+        carry = owner.carry  # the owner's memory lives in its guard (docs/repartition.md)
+    elif settings.carry_forward_enabled:
+        carry = CarryForward(settings.carry_forward_max_profiles)
     batcher = Batcher(
         BatchLimits(
             settings.batch_max_rows, settings.batch_max_bytes, settings.batch_linger_seconds
@@ -127,7 +134,10 @@ def build_loop(
         gate=gate,
         unknown_release=settings.status_unknown_release_seconds,
     )
-    source = KafkaSource(settings.consumer_config(), settings.topics, metrics)
+    topics = settings.topics + (owner.subscribed if owner is not None else ())
+    source: Source = KafkaSource(settings.consumer_config(), topics, metrics)
+    if owner is not None:
+        source = owner.own(source, health)
     cut = CutBatches()
     single = None
     if settings.single_enabled:
@@ -165,7 +175,7 @@ def build_loop(
         batcher=batcher,
         carry=carry,
         uploads=sender,
-        dead_letter_sink=dead_letter_sink,
+        dead_letter_sink=owner.sinks(dead_letter_sink) if owner else dead_letter_sink,
         cut=cut,
         single=single,
         tracker=tracker,
@@ -174,6 +184,8 @@ def build_loop(
         budget=budget,
         audit_reader=audit_reader,
     )
+    if owner is not None:
+        owner.attach(loop, convert=source_updates(mapper, metrics))
     return loop, client
 
 
@@ -240,14 +252,14 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
             }
         },
     )
-    loop, client = build_loop(settings, metrics, clock, mapper)
+    loop, client = build_loop(settings, metrics, clock, mapper, health)
     members = _follow_group_size(settings, loop)
     _install_signals(loop)
     idle_since = clock.monotonic()
     code = 0
     try:
         while not loop.stopping:
-            consumed = loop.turn()
+            consumed = loop.turn() + forwarded(loop.source)
             health.beat()
             health.set_assigned(len(loop.source.assigned))
             if consumed:
