@@ -69,6 +69,15 @@ class Metrics:
             "dead_letter_failures_total",
             "Dead-letter writes that failed; their offsets are held back and retried.",
         )
+        self.dead_letters_truncated = counter(
+            "dead_letters_truncated_total",
+            "Dead letters too large for the DLQ topic, written cut (original size and hash "
+            "in headers).",
+        )
+        self.dead_letter_blocked = gauge(
+            "dead_letter_blocked",
+            "1 while dead-letter writes have failed for longer than 5 minutes (not ready).",
+        )
 
         # -- buffer and batches
         self.buffer_rows = gauge("buffer_rows", "Profile rows buffered.", ("id_type",))

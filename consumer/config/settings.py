@@ -100,6 +100,12 @@ class Settings:
         v.int_range(1, 100_000),
         "Messages taken from librdkafka per consume() call.",
     )
+    max_future_skew_seconds: float = setting(
+        "86400",
+        v.float_range(0, 365 * 86400),
+        "An event whose occurred_at is further in the future than this goes to the DLQ "
+        "(invalid_occurred_at): it would outrank every later real update.",
+    )
 
     # -- Target
     target_url: str = setting(
