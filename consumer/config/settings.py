@@ -327,6 +327,8 @@ class Settings:
                 value = "***" if value.reveal() else ""
             elif isinstance(value, tuple):
                 value = ",".join(value)
+            elif s.attr.endswith("_url") and isinstance(value, str):
+                value = v.redact_url(value)
             out[s.env] = value
         for prop, value in sorted(self.kafka.items()):
             out[kafka.env_name(prop)] = "***" if isinstance(value, Secret) else value

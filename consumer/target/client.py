@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from consumer.config import Secret, Settings
+from consumer.config.values import bearer_problem
 from consumer.core.model import BatchFile, IdType
 from consumer.errors import RetryableError
 from consumer.metrics import Metrics, status_class
@@ -61,9 +62,17 @@ class TokenSource:
                     token = fh.read().strip()
             except OSError:
                 return
+            self._stamp = stamp
+            why = bearer_problem(token) if token else None
+            if why:
+                # Keep the last good token; never quote this one (guarantee 12).
+                log.error(
+                    "target token file rejected, keeping the previous token",
+                    extra={"fields": {"token_file": self._path, "problem": why}},
+                )
+                return
             if token:
                 self._token = token
-            self._stamp = stamp
         self._on_reload()
         log.info("target token loaded", extra={"fields": {"token_file": self._path}})
 
