@@ -28,7 +28,6 @@ from consumer.config.settings import (
 from consumer.config.values import Secret
 
 __all__ = [
-    "warnings",
     "CONFIG_FILE_ENV",
     "DEFAULT_WRITER_SCHEMA",
     "ENV_PREFIX",
@@ -45,4 +44,5 @@ __all__ = [
     "librdkafka_problem",
     "load",
     "markdown_table",
+    "warnings",
 ]
