@@ -142,6 +142,15 @@ class TargetClient:
             )
         target.check_status(response.status_code, response.text, None)
 
+    def raw_status(self, batch_id: str) -> tuple[int, str]:
+        """One batchStatus GET for ``batch_id`` on the configured client: (status, body).
+        Raises ``RetryableError`` like every call (network, 401/403, 408, 429, 5xx)."""
+        s = self._settings
+        response = self._request(
+            "status", "GET", target.status_url(s.target_url, s.target_client, batch_id)
+        )
+        return response.status_code, response.text
+
     def fetch_profile(self, id_type: IdType, profile_id: str) -> dict[str, Any] | None:
         s = self._settings
         url = target.fetch_url(s.target_url, s.target_client, id_type, profile_id)
@@ -164,7 +173,9 @@ class TargetClient:
             status = response.status_code
         except httpx.TimeoutException as exc:
             raise RetryableError(f"{api} call timed out: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            # Transport errors, and also a body that cannot be decoded (a broken gzip
+            # stream from a proxy): nothing Target said about the data, so worth a retry.
             raise RetryableError(f"{api} call failed: {type(exc).__name__}: {exc}") from exc
         finally:
             if self._metrics is not None:
