@@ -198,6 +198,12 @@ class Metrics:
             "loop_last_turn_timestamp_seconds", "Unix time the consume loop last turned."
         )
         self.ready = gauge("ready", "1 when started and not fatal or shutting down.")
+        self.worker_errors = counter(
+            "worker_errors_total",
+            "Unexpected exceptions in worker threads (bulk, status, single), logged with "
+            "their traceback; a thread that dies also fails /livez.",
+            ("worker",),
+        )
         # Known label combinations start at 0, so that increase() sees a new replica's first
         # rejected or stuck batch (a series that appears at 1 has no increase).
         for id_type in ("thirdPartyId", "pcId"):
