@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
+from consumer.config.values import redact_url
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
 from consumer.core.decode import Decoder, load_schema
@@ -33,8 +34,10 @@ from consumer.kafka.source import KafkaSource
 from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
+from consumer.target.startup import check_target
 from consumer.target.status import StatusTracker
 from consumer.target.urgent import SingleUpdater
+from consumer.workers import Crashes
 
 log = logging.getLogger("profile_sync.app")
 
@@ -79,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_loop(
-    settings: config.Settings, metrics: Metrics | None, clock: Clock
+    settings: config.Settings, metrics: Metrics | None, clock: Clock, health: Health | None = None
 ) -> tuple[Loop, TargetClient]:
+    """Build the loop and its edges. Raises ``FatalError`` when the start-up check finds
+    the Target URL or client code wrong (consumer/target/startup.py)."""
     reader_schema = load_schema(config.DEFAULT_WRITER_SCHEMA)
     if settings.schema_registry_url:
         from consumer.kafka.registry import RegistrySchemas
@@ -90,6 +95,10 @@ def build_loop(
         decoder = Decoder(reader_schema, writer_schema=load_schema(settings.writer_schema_path))
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
     client = TargetClient(settings, metrics, pool_size=pool)
+    check_target(client, redact_url(settings.target_url), settings.target_client)
+    crashes = Crashes(metrics)
+    if health is not None:
+        crashes.on_death(health.set_broken)
     backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
     carry = (
         CarryForward(settings.carry_forward_max_profiles)
@@ -102,7 +111,7 @@ def build_loop(
         ),
         carry,
     )
-    sender = BulkSender(client.post_batch, backoff, metrics, clock=clock)
+    sender = BulkSender(client.post_batch, backoff, metrics, clock=clock, crashes=crashes)
     tracker = StatusTracker(
         client.get_status,
         poll_initial=settings.status_poll_initial_seconds,
@@ -110,6 +119,7 @@ def build_loop(
         max_age=settings.status_max_age_seconds,
         retain_max_bytes=settings.status_retain_max_bytes,
         clock=clock,
+        crashes=crashes,
     )
     source = KafkaSource(settings.consumer_config(), settings.topics, metrics)
     cut = CutBatches()
@@ -128,11 +138,21 @@ def build_loop(
             superseded=cut,
             state_file=settings.single_quota_state_file,
             clock=clock,
+            crashes=crashes,
         )
 
     def dead_letter_sink(on_settled: Callable[[int], None]) -> DeadLetterQueue:
         return DeadLetterQueue(
-            settings.producer_config(), settings.dlq_topic, on_settled, metrics, clock
+            settings.producer_config(),
+            settings.dlq_topic,
+            on_settled,
+            metrics,
+            clock,
+            on_blocked=(
+                (lambda reason: health.set_condition("dead_letters", reason))
+                if health is not None
+                else None
+            ),
         )
 
     loop = Loop(
@@ -176,13 +196,20 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         extra={
             "fields": {
                 "topics": list(settings.topics),
-                "target": settings.target_url,
+                "target": redact_url(settings.target_url),
                 "client": settings.target_client,
                 "http_port": server.port,
             }
         },
     )
-    loop, client = build_loop(settings, metrics, clock)
+    for warning in config.warnings(settings):
+        log.warning(warning)
+    try:
+        loop, client = build_loop(settings, metrics, clock, health)
+    except FatalError as exc:
+        log.error("fatal error at start-up, stopping", extra={"fields": {"error": str(exc)}})
+        server.stop()
+        return EXIT_FATAL
     _install_signals(loop)
     idle_since = clock.monotonic()
     code = 0

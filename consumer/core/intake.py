@@ -34,6 +34,7 @@ class Intake:
         metrics: Metrics | None,
         summary: Summary,
         clock: Clock,
+        max_future_skew_seconds: float = 86400.0,
     ) -> None:
         self.decoder = decoder
         self.batcher = batcher
@@ -42,11 +43,14 @@ class Intake:
         self.metrics = metrics
         self.summary = summary
         self.clock = clock
+        # occurred_at further ahead than this is poison (invalid_occurred_at, guarantee 2).
+        self.max_future_ms = int(max_future_skew_seconds * 1000)
 
     def take(self, records: list[Record]) -> None:
         """Run ``records`` (in consumption order) into the batcher, DLQ or urgent path."""
         now = self.clock.monotonic()
         wall = self.clock.time()
+        latest_ms = int(wall * 1000) + self.max_future_ms
         decode = self.decoder.decode
         add = self.batcher.add
         track = self.settling.track
@@ -62,7 +66,7 @@ class Intake:
                 tp = tps[key] = TopicPartition(topic, partition)
             try:
                 event = decode(value)
-                update = to_update(event, tp, offset)
+                update = to_update(event, tp, offset, latest_ms)
             except PoisonError as exc:
                 poison += 1
                 ck = (topic, "unknown")

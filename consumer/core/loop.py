@@ -89,6 +89,7 @@ class Loop:
             metrics=metrics,
             summary=self.summary,
             clock=clock,
+            max_future_skew_seconds=settings.max_future_skew_seconds,
         )
         self.outcomes = Outcomes(
             settings,

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
@@ -28,6 +29,7 @@ from consumer.core.model import BatchFile, IdType
 from consumer.errors import PermanentError, RetryableError
 from consumer.metrics import Metrics
 from consumer.target.api import BulkAccepted
+from consumer.workers import Crashes
 
 log = logging.getLogger("profile_sync.sender")
 
@@ -70,8 +72,10 @@ class BulkSender:
         metrics: Metrics | None,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        crashes: Crashes | None = None,
     ) -> None:
         self._post = post
+        self._crashes = crashes or Crashes(metrics)
         self._clock = clock or SystemClock()
         self._backoff = backoff
         self._metrics = metrics
@@ -82,9 +86,7 @@ class BulkSender:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads = [
-            threading.Thread(
-                target=self._work, args=(jobs,), name=f"bulk-sender-{t.value}", daemon=True
-            )
+            self._crashes.thread("bulk", partial(self._work, jobs), f"bulk-sender-{t.value}")
             for t, jobs in self._jobs.items()
         ]
         for thread in self._threads:
@@ -111,16 +113,19 @@ class BulkSender:
         if job is not None:
             job.cancelled.set()
 
-    def close(self) -> None:
-        """Stop the workers: cancel what is left, wait for threads (each finishes one try)."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the workers: cancel what is left, wait for threads (each finishes one try)
+        at most ``timeout`` seconds in all; they are daemons, so a call still on the wire
+        never holds the process past its shutdown timeout (guarantee 10)."""
         self._stopping.set()
         with self._lock:
             for job in self._active.values():
                 job.cancelled.set()
         for jobs in self._jobs.values():
             jobs.put(None)
+        deadline = self._clock.monotonic() + timeout
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=max(0.0, deadline - self._clock.monotonic()))
 
     def _work(self, jobs: queue.Queue[_Job | None]) -> None:
         while True:
@@ -160,6 +165,12 @@ class BulkSender:
                 continue
             except PermanentError as exc:
                 return self._result(job, BulkOutcome.REJECTED, None, str(exc), attempt)
+            except Exception as exc:  # a worker must survive the unexpected
+                # Not Target's verdict on the data: retried like an outage, and visible.
+                self._crashes.caught("bulk", exc)
+                error = f"{type(exc).__name__}: {exc}"
+                job.cancelled.wait(self._backoff.delay(attempt, None, self._rng))
+                continue
             return self._result(job, BulkOutcome.ACCEPTED, accepted, "", attempt)
         return self._result(job, BulkOutcome.CANCELLED, None, error or "cancelled", attempt)
 

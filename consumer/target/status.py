@@ -25,6 +25,7 @@ from consumer.clock import Clock, SystemClock
 from consumer.core.model import BatchFile
 from consumer.errors import TargetError
 from consumer.target.api import BatchStatus
+from consumer.workers import Crashes
 
 log = logging.getLogger("profile_sync.status")
 
@@ -68,6 +69,7 @@ class StatusTracker:
         max_age: float,
         retain_max_bytes: int,
         clock: Clock | None = None,
+        crashes: Crashes | None = None,
     ) -> None:
         self._get_status = get_status
         self._poll_initial = poll_initial
@@ -83,7 +85,8 @@ class StatusTracker:
         self._retained_bytes = 0
         self._stopping = False
         self.outcomes: queue.Queue[StatusOutcome] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="batch-status", daemon=True)
+        self._crashes = crashes or Crashes()
+        self._thread = self._crashes.thread("status", self._run, "batch-status")
         self._thread.start()
 
     @property
@@ -111,11 +114,11 @@ class StatusTracker:
             self._push(now + self._poll_initial, item)
             self._wake.notify()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         with self._lock:
             self._stopping = True
             self._wake.notify()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout)
 
     def _retain(self, item: _Tracked) -> None:
         assert item.batch is not None
@@ -160,6 +163,8 @@ class StatusTracker:
                 "batch status poll failed",
                 extra={"fields": {"batch_id": item.batch_id, "error": str(exc)}},
             )
+        except Exception as exc:  # the tracker must survive the unexpected
+            self._crashes.caught("status", exc)
         now = self._clock()
         final = None
         if status is not None and status.status in ("complete", "stuck"):
