@@ -111,6 +111,10 @@ class Ledger:
         self._dirty.clear()
         return out
 
+    def unit_partitions(self, unit: int) -> set[TopicPartition]:
+        """The partitions ``unit`` still holds offsets of (before it settles)."""
+        return set(self._unit_tps.get(unit, ()))
+
     def committable(self, tp: TopicPartition) -> int | None:
         return self._next.get(tp)
 

@@ -99,6 +99,7 @@ class Outcomes:
             else:
                 # Nobody follows batch status: acceptance is the best completion signal left.
                 self.release(bid)
+                self.settling.completion.completed(bid)
             return
         self.release(bid)
         if result.outcome is BulkOutcome.CANCELLED:
@@ -168,6 +169,7 @@ class Outcomes:
         if outcome.outcome is FinalStatus.COMPLETE:
             log.info("batch complete", extra={"fields": fields})
             self.release(outcome.batch_id)
+            self.settling.completion.completed(outcome.batch_id)
             self._resubmits.pop(outcome.batch_id, None)
             return
         batch = self._still_owned(outcome.batch) if outcome.batch is not None else None
@@ -176,6 +178,7 @@ class Outcomes:
             log.info("stuck batch superseded by later batches", extra={"fields": fields})
             self._resubmits.pop(outcome.batch_id, None)
             self.release(outcome.batch_id)
+            self.settling.completion.completed(outcome.batch_id)
             return
         if batch is not None and outcome.resubmits < self.settings.status_max_resubmits:
             log.warning("batch not completing, resubmitting", extra={"fields": fields})
@@ -186,6 +189,8 @@ class Outcomes:
             return
         self._resubmits.pop(outcome.batch_id, None)
         self.release(outcome.batch_id)
+        # Given up: dead-lettered below, or lost if its bytes were not kept (logged).
+        self.settling.completion.completed(outcome.batch_id)
         if batch is None:
             log.error(
                 "batch stuck and its bytes were not retained; cannot dead-letter rows",

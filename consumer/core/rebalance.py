@@ -95,6 +95,7 @@ def on_revoke(loop: Loop, tps: set[TopicPartition]) -> None:
             extra={"fields": {"batches": _batches(leftover)}},
         )
     loop.settling.forget(tps)
+    loop.settling.completion.forget(tps)
     log.info(
         "partitions revoked",
         extra={"fields": {"partitions": _names(tps), "settled": settled}},
@@ -106,6 +107,7 @@ def on_lost(loop: Loop, tps: set[TopicPartition]) -> None:
         loop.metrics.rebalances.labels("lost").inc()
     _drop(loop, tps, loop.settling.pending(tps))
     loop.settling.forget(tps)
+    loop.settling.completion.forget(tps)
     log.warning(
         "partitions lost (session timed out); uncommitted work dropped",
         extra={"fields": {"partitions": _names(tps)}},
