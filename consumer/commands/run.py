@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -172,13 +173,36 @@ def build_loop(
     return loop, client
 
 
-def _install_signals(loop: Loop) -> None:
+def _start_watchdog(loop: Loop, clock: Clock) -> None:
+    """Whatever is in flight, the process is gone ``SHUTDOWN_TIMEOUT_SECONDS`` after the
+    stop was asked for (guarantee 10): a close that hangs (a broker gone, a stuck call)
+    must not outlive the pod's grace period and be SIGKILLed at a random point."""
+    if loop.stop_requested_at is not None:
+        return
+    loop.stop_requested_at = clock.monotonic()
+    timeout = loop.settings.shutdown_timeout_seconds
+
+    def overrun() -> None:
+        log.error(
+            "shutdown timeout reached, exiting now; what was not committed is re-read",
+            extra={"fields": {"shutdown_timeout_seconds": timeout}},
+        )
+        logging.shutdown()
+        os._exit(EXIT_FATAL)
+
+    timer = threading.Timer(timeout, overrun)
+    timer.daemon = True
+    timer.start()
+
+
+def _install_signals(loop: Loop, clock: Clock) -> None:
     def handle(signum: int, _frame: FrameType | None) -> None:
         if loop.stopping:
             # Second signal: the operator wants out now.
             os._exit(128 + signum)
         log.info("signal received, shutting down", extra={"fields": {"signal": signum}})
         loop.stopping = True
+        _start_watchdog(loop, clock)
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
@@ -210,7 +234,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         log.error("fatal error at start-up, stopping", extra={"fields": {"error": str(exc)}})
         server.stop()
         return EXIT_FATAL
-    _install_signals(loop)
+    _install_signals(loop, clock)
     idle_since = clock.monotonic()
     code = 0
     try:
@@ -234,6 +258,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         health.set_fatal(str(exc))
         code = EXIT_FATAL
     health.set_stopping()
+    _start_watchdog(loop, clock)
     try:
         settled = loop.shutdown()
     except FatalError as exc:

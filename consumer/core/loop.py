@@ -101,6 +101,8 @@ class Loop:
             summary=self.summary,
         )
         self.stopping = False
+        # When the stop was asked for (monotonic); shutdown's budget counts from there.
+        self.stop_requested_at: float | None = None
         self.paused = False
         self._last_quota_save = clock.monotonic()
         self.assignment_changed_at = clock.monotonic()

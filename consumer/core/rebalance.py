@@ -118,7 +118,8 @@ def shutdown(loop: Loop) -> bool:
     """Stop fetching, flush, settle, commit, close. True when everything settled."""
     loop.stopping = True
     budget = loop.settings.shutdown_timeout_seconds
-    deadline = loop.clock.monotonic() + budget
+    # The budget counts from the signal, not from the end of the turn it interrupted.
+    deadline = (loop.stop_requested_at or loop.clock.monotonic()) + budget
     loop.source.pause_all()
     # Reserve a little of the budget for committing and leaving the group.
     settled = settle(loop, deadline - min(2.0, budget / 5))
@@ -130,9 +131,10 @@ def shutdown(loop: Loop) -> bool:
             "shutdown: some batches did not settle in time; they will be re-read",
             extra={"fields": {"batches": _batches(leftover)}},
         )
+    # Worker threads are daemons: their closes join briefly, never for a call on the wire.
     loop.uploads.close()
     if loop.single is not None:
-        loop.single.close()
+        loop.single.close(min(1.0, max(0.0, deadline - loop.clock.monotonic())))
     if loop.tracker is not None:
         loop.tracker.close()
     loop.settling.flush(max(0.1, deadline - loop.clock.monotonic()))

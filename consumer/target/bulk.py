@@ -34,6 +34,12 @@ from consumer.workers import Crashes
 log = logging.getLogger("profile_sync.sender")
 
 
+# How long close() waits for the worker threads. They are daemons, so nothing is lost by
+# not waiting for a call still on the wire; waiting longer would break the shutdown
+# timeout (guarantee 10 in docs/guarantees.md).
+CLOSE_JOIN_SECONDS = 0.5
+
+
 class BulkOutcome(StrEnum):
     """How an upload ended (the value is the ``outcome`` label and log field)."""
 
@@ -113,7 +119,7 @@ class BulkSender:
         if job is not None:
             job.cancelled.set()
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = CLOSE_JOIN_SECONDS) -> None:
         """Stop the workers: cancel what is left, wait for threads (each finishes one try)
         at most ``timeout`` seconds in all; they are daemons, so a call still on the wire
         never holds the process past its shutdown timeout (guarantee 10)."""

@@ -30,6 +30,12 @@ from consumer.workers import Crashes
 log = logging.getLogger("profile_sync.status")
 
 
+# How long close() waits for the worker threads. They are daemons, so nothing is lost by
+# not waiting for a call still on the wire; waiting longer would break the shutdown
+# timeout (guarantee 10 in docs/guarantees.md).
+CLOSE_JOIN_SECONDS = 0.5
+
+
 class FinalStatus(StrEnum):
     """How following a batch ended (the value is the ``outcome`` label and log field)."""
 
@@ -114,7 +120,7 @@ class StatusTracker:
             self._push(now + self._poll_initial, item)
             self._wake.notify()
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = CLOSE_JOIN_SECONDS) -> None:
         with self._lock:
             self._stopping = True
             self._wake.notify()
