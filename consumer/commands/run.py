@@ -31,6 +31,7 @@ from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
+from consumer.kafka.reread import KafkaRereader
 from consumer.kafka.source import KafkaSource
 from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
@@ -169,6 +170,7 @@ def build_loop(
         tracker=tracker,
         metrics=metrics,
         clock=clock,
+        rereader=KafkaRereader(settings.consumer_config()),
     )
     return loop, client
 

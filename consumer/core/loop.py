@@ -33,7 +33,7 @@ from consumer.core.decode import Decoder
 from consumer.core.gauges import set_gauges
 from consumer.core.intake import Intake
 from consumer.core.outcomes import Outcomes
-from consumer.core.seams import BatchFollower, Source, Uploads
+from consumer.core.seams import BatchFollower, Rereader, Source, Uploads
 from consumer.core.settling import DeadLetterSinkFactory, Settling
 from consumer.core.summary import Summary
 from consumer.core.uploads import CutBatches, UploadQueue
@@ -68,6 +68,7 @@ class Loop:
         tracker: BatchFollower | None,
         metrics: Metrics | None,
         clock: Clock,
+        rereader: Rereader | None = None,
     ) -> None:
         """``cut`` is shared with ``single`` (it skips calls for batches already cut)."""
         self.settings = settings
@@ -99,6 +100,7 @@ class Loop:
             tracker=tracker,
             metrics=metrics,
             summary=self.summary,
+            rereader=rereader,
         )
         self.stopping = False
         # When the stop was asked for (monotonic); shutdown's budget counts from there.

@@ -20,7 +20,7 @@ from consumer.config import Settings
 from consumer.core.carry import CarryForward
 from consumer.core.ledger import UnitKind, unit_kind
 from consumer.core.model import BatchFile, DeadLetter
-from consumer.core.seams import BatchFollower
+from consumer.core.seams import BatchFollower, Rereader
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
 from consumer.core.uploads import UploadQueue
@@ -44,7 +44,10 @@ class Outcomes:
         tracker: BatchFollower | None,
         metrics: Metrics | None,
         summary: Summary,
+        rereader: Rereader | None = None,
     ) -> None:
+        """``rereader`` reads a rejected batch's source records again, so that they are
+        dead-lettered as published (None: its rows are dead-lettered as JSON)."""
         self.settings = settings
         self.settling = settling
         self.uploads = uploads
@@ -53,6 +56,7 @@ class Outcomes:
         self.metrics = metrics
         self.summary = summary
         self._resubmits: dict[int, int] = {}
+        self.rereader = rereader
 
     def release(self, batch_id: int) -> None:
         """Stop carrying ``batch_id``'s rows forward."""
@@ -116,7 +120,36 @@ class Outcomes:
         if self.settings.on_rejected == "stop":
             self.settling.abandon(bid)
             raise FatalError(f"batch {bid} rejected by Target: {result.error}")
-        self._dead_letter_rows(batch, "batch_rejected", result.error, unit=bid)
+        if not self._dead_letter_events(batch, result.error, unit=bid):
+            self._dead_letter_rows(batch, "batch_rejected", result.error, unit=bid)
+
+    def _dead_letter_events(self, batch: BatchFile, error: str, unit: int) -> bool:
+        """The events of a rejected batch, as published, to the DLQ (replayable with
+        ``profile-sync dlq replay``); False when they cannot be read back."""
+        if self.rereader is None:
+            return False
+        ranges = self.settling.ledger.unit_offsets(unit)
+        events = self.rereader.read(ranges) if ranges else None
+        if not events:
+            return False
+        letters = [
+            DeadLetter(
+                key=e.key,
+                value=e.value,
+                reason="batch_rejected",
+                stage="target",
+                error_class="PermanentError",
+                message=error,
+                tp=e.tp,
+                offset=e.offset,
+                extra_headers=(("batch.id", str(batch.batch_id)),),
+                original_headers=e.headers,
+            )
+            for e in events
+        ]
+        self.summary.dead_letters += len(letters)
+        self.settling.dead_letter_rows(letters, unit)
+        return True
 
     def _dead_letter_rows(
         self, batch: BatchFile, reason: str, error: str, unit: int | None

@@ -107,6 +107,26 @@ class BatchFollower(Protocol):
     def close(self) -> None: ...
 
 
+class OriginalEvent(NamedTuple):
+    """A record of a source topic as it was published (for dead letters of its batch)."""
+
+    tp: TopicPartition
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+
+class Rereader(Protocol):
+    """Reads given offsets of the source topics again (consumer/kafka/reread.py)."""
+
+    def read(
+        self, ranges: dict[TopicPartition, list[tuple[int, int]]]
+    ) -> list[OriginalEvent] | None:
+        """The records at ``ranges`` (first, last inclusive); None if not all were read."""
+        ...
+
+
 class DeadLetterSink(Protocol):
     """The dead-letter topic. A unit is settled once every letter sent for it landed."""
 

@@ -69,7 +69,10 @@ def headers_for(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     if letter.offset is not None:
         headers.append(("source.offset", str(letter.offset)))
     headers += list(letter.extra_headers)
-    return [(HEADER_PREFIX + k, v.encode("utf-8")) for k, v in headers]
+    ours: list[tuple[str, str | bytes | None]] = [
+        (HEADER_PREFIX + k, v.encode("utf-8")) for k, v in headers
+    ]
+    return ours + list(letter.original_headers)
 
 
 def truncated(letter: DeadLetter, max_bytes: int) -> DeadLetter:

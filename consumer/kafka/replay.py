@@ -1,7 +1,7 @@
 """Replaying dead letters: read the DLQ topic, select, re-publish to the source topics.
 
-A dead letter of an event keeps the event's key and value bytes and names where it came
-from (``profile-sync.source.topic``, ``.partition``, ``.offset``), so re-publishing those
+A dead letter of an event keeps the event's key, value bytes and headers and names where
+it came from (``profile-sync.source.topic``, ``.partition``, ``.offset``), so re-publishing those
 bytes to the source topic makes the service read the event again, once whatever refused
 it (a mapping, a clock, a limit) is fixed. The newest-value rule (guarantee 2 in
 docs/guarantees.md) makes a replay safe: an event older than what Target holds is dropped.
@@ -41,7 +41,8 @@ class Letter:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # ours, without the prefix
+    original_headers: tuple[tuple[str, bytes | None], ...] = ()  # the event's own
 
     @property
     def reason(self) -> str:
@@ -103,13 +104,24 @@ class Report:
 
 def _letter(msg: Message) -> Letter:
     headers: dict[str, str] = {}
+    original: list[tuple[str, bytes | None]] = []
     raw = msg.headers() or []
     for k, v in raw if isinstance(raw, list) else []:
-        if k.startswith(HEADER_PREFIX) and v is not None:
-            text = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-            headers[k[len(HEADER_PREFIX) :]] = text
+        value = v if isinstance(v, bytes) or v is None else str(v).encode()
+        if not k.startswith(HEADER_PREFIX):
+            original.append((k, value))
+        elif value is not None:
+            headers[k[len(HEADER_PREFIX) :]] = value.decode("utf-8", "replace")
     _, ts = msg.timestamp()
-    return Letter(msg.partition() or 0, msg.offset() or 0, ts, msg.key(), msg.value(), headers)
+    return Letter(
+        msg.partition() or 0,
+        msg.offset() or 0,
+        ts,
+        msg.key(),
+        msg.value(),
+        headers,
+        tuple(original),
+    )
 
 
 def read_letters(config: dict[str, str], topic: str) -> Iterator[Letter]:
@@ -195,7 +207,7 @@ def replay(
                     letter.source_topic,
                     key=letter.key,
                     value=letter.value,
-                    headers=[(REPLAYED_FROM, origin.encode("utf-8"))],
+                    headers=[*letter.original_headers, (REPLAYED_FROM, origin.encode("utf-8"))],
                     on_delivery=delivered,
                 )
                 break

@@ -81,3 +81,36 @@ def test_replay_selects_by_reason_time_and_offset_and_republishes_the_original_b
     assert _headers(replayed)["profile-sync.replayed.from"] == (
         f"{s.dlq}/0/{target.offset()}".encode()
     )
+
+
+def test_a_rejected_batch_is_dead_lettered_as_its_original_events_and_replays(
+    stack: Callable[..., Stack],
+    produce_raw: Callable[..., Any],
+) -> None:
+    from tests.fixtures.kafka import encode_profile_change
+
+    s = stack(partitions=1, topics=1)
+    source = s.topics[0]
+    s.emulator.control.inject({"api": "bulk", "status": 400, "count": 1})
+    events = [event(f"crm-{i % 3}", {"tier": f"t{i}"}, 1_700_000_000_000 + i) for i in range(6)]
+    records = [(e["profile"]["id"].encode(), encode_profile_change(e)) for e in events]
+    produce_raw(source, records, headers=[("trace-id", b"abc-123")])
+    s.produced.extend(events)
+    s.run_to_idle()
+
+    letters = s.dead_letters(len(events))
+    assert len(letters) == len(events)  # one per event, not one per profile row
+    published = {m.offset(): m for m in s._consume(source, len(events))}
+    for letter in letters:
+        h = _headers(letter)
+        assert h["profile-sync.reason"] == b"batch_rejected"
+        original = published[int(h["profile-sync.source.offset"])]
+        assert (letter.key(), letter.value()) == (original.key(), original.value())
+        assert h["trace-id"] == b"abc-123"
+
+    report = _replay(s, "--reason", "batch_rejected")
+    assert report["replayed"] == len(events)
+    republished = s._consume(source, 2 * len(events))[len(events) :]
+    assert all(_headers(m)["trace-id"] == b"abc-123" for m in republished)
+    s.run_to_idle()
+    s.wait_for_state(s.expected())
