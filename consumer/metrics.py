@@ -211,6 +211,8 @@ class Metrics:
                 self.batches.labels(id_type, outcome)
         for status in ("complete", "stuck", "timeout"):
             self.batch_status.labels(status)
+        for worker in ("bulk", "status", "single"):
+            self.worker_errors.labels(worker)
         for result in ("successful", "failed", "not_found"):
             self.batch_updates.labels(result)
 
