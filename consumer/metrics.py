@@ -78,6 +78,13 @@ class Metrics:
             "dead_letter_blocked",
             "1 while dead-letter writes have failed for longer than 5 minutes (not ready).",
         )
+        self.mapping_skips = counter(
+            "mapping_skipped_total",
+            "Records a mapping skips on purpose, settled without an update: filtered "
+            "(skip_when), deleted and tombstone (Debezium). Failures are poison_events_total "
+            "with reason mapping_failed.",
+            ("reason",),
+        )
 
         # -- buffer and batches
         self.buffer_rows = gauge("buffer_rows", "Profile rows buffered.", ("id_type",))
@@ -215,6 +222,8 @@ class Metrics:
             self.worker_errors.labels(worker)
         for result in ("successful", "failed", "not_found"):
             self.batch_updates.labels(result)
+        for reason in ("filtered", "deleted", "tombstone"):
+            self.mapping_skips.labels(reason)
 
 
 def status_class(status: int | None) -> str:

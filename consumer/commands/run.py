@@ -1,7 +1,8 @@
 """``profile-sync run``: wire the loop (consumer/core/loop.py) to its edges and run it.
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, or ``--exit-when-idle``), 2 for a
-configuration error, 3 when the service stopped in a fatal state (see the log line).
+configuration error (a mapping file that does not fit its topics included, every problem
+named: consumer/mapping/startup.py), 3 when the service stopped in a fatal state (see the log line).
 A second SIGTERM/SIGINT exits at once with 143/130 without committing.
 """
 
@@ -25,7 +26,6 @@ from consumer.clock import Clock, SystemClock
 from consumer.config.values import redact_url
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
-from consumer.core.decode import Decoder, load_schema
 from consumer.core.loop import Loop
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
@@ -33,6 +33,8 @@ from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
 from consumer.kafka.reread import KafkaRereader
 from consumer.kafka.source import KafkaSource
+from consumer.mapping import RecordMapper
+from consumer.mapping.startup import build_mapper
 from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
@@ -83,18 +85,26 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
 
-def build_loop(
-    settings: config.Settings, metrics: Metrics | None, clock: Clock, health: Health | None = None
-) -> tuple[Loop, TargetClient]:
-    """Build the loop and its edges. Raises ``FatalError`` when the start-up check finds
-    the Target URL or client code wrong (consumer/target/startup.py)."""
-    reader_schema = load_schema(config.DEFAULT_WRITER_SCHEMA)
+def load_mapper(settings: config.Settings, clock: Clock) -> RecordMapper:
+    """The checked mapping of every topic; ``MappingSpecError`` (exit 2) when it does not
+    fit, ``FatalError`` (exit 3) when the Schema Registry cannot be reached."""
+    registry = None
     if settings.schema_registry_url:
         from consumer.kafka.registry import RegistrySchemas
 
-        decoder = Decoder(reader_schema, registry=RegistrySchemas(settings, clock))
-    else:
-        decoder = Decoder(reader_schema, writer_schema=load_schema(settings.writer_schema_path))
+        registry = RegistrySchemas(settings, clock)
+    return build_mapper(settings, registry)
+
+
+def build_loop(
+    settings: config.Settings,
+    metrics: Metrics | None,
+    clock: Clock,
+    mapper: RecordMapper,
+    health: Health | None = None,
+) -> tuple[Loop, TargetClient]:
+    """Build the loop and its edges. Raises ``FatalError`` when the start-up check finds
+    the Target URL or client code wrong (consumer/target/startup.py)."""
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
     client = TargetClient(settings, metrics, pool_size=pool)
     check_target(client, redact_url(settings.target_url), settings.target_client)
@@ -160,7 +170,7 @@ def build_loop(
     loop = Loop(
         settings,
         source=source,
-        decoder=decoder,
+        mapper=mapper,
         batcher=batcher,
         carry=carry,
         uploads=sender,
@@ -212,6 +222,11 @@ def _install_signals(loop: Loop, clock: Clock) -> None:
 
 def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int:
     clock = SystemClock()
+    try:
+        mapper = load_mapper(settings, clock)  # before anything starts: refuse a bad mapping
+    except FatalError as exc:
+        log.error("cannot start", extra={"fields": {"error": str(exc)}})
+        return EXIT_FATAL
     registry = CollectorRegistry() if settings.metrics_enabled else None
     metrics = Metrics(registry) if registry is not None else None
     health = Health(clock, settings.liveness_timeout_seconds, metrics)
@@ -231,7 +246,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     for warning in config.warnings(settings):
         log.warning(warning)
     try:
-        loop, client = build_loop(settings, metrics, clock, health)
+        loop, client = build_loop(settings, metrics, clock, mapper, health)
     except FatalError as exc:
         log.error("fatal error at start-up, stopping", extra={"fields": {"error": str(exc)}})
         server.stop()

@@ -100,6 +100,12 @@ class Settings:
         v.int_range(1, 100_000),
         "Messages taken from librdkafka per consume() call.",
     )
+    mapping_file: str = setting(
+        "",
+        v.existing_file,
+        "Mapping file: how each topic's records become profile updates (docs/mapping.md). "
+        "Empty: every topic carries the ProfileChange contract.",
+    )
     max_future_skew_seconds: float = setting(
         "86400",
         v.float_range(0, 365 * 86400),

@@ -5,7 +5,7 @@ dead-letter producer). HTTP happens on worker threads (uploads, single updates, 
 status), which report back on queues this loop drains. Each ``turn``:
 
 1. consume up to ``consume_batch_size`` records and hand them to the intake (decode ->
-   validate -> batcher; poison to the DLQ, nothing-to-send settled at once, URGENT ones
+   map -> batcher; poison to the DLQ, nothing-to-send settled at once, URGENT ones
    offered to the single-update path);
 2. cut what is due (linger, memory) into the upload queue;
 3. submit from the upload queue within ``MAX_IN_FLIGHT_BATCHES``;
@@ -29,7 +29,6 @@ from consumer.config import Settings
 from consumer.core import rebalance
 from consumer.core.batcher import Batcher
 from consumer.core.carry import CarryForward
-from consumer.core.decode import Decoder
 from consumer.core.gauges import set_gauges
 from consumer.core.intake import Intake
 from consumer.core.outcomes import Outcomes
@@ -37,6 +36,7 @@ from consumer.core.seams import BatchFollower, Rereader, Source, Uploads
 from consumer.core.settling import DeadLetterSinkFactory, Settling
 from consumer.core.summary import Summary
 from consumer.core.uploads import CutBatches, UploadQueue
+from consumer.mapping import RecordMapper
 from consumer.metrics import Metrics
 from consumer.target.urgent import SingleUpdater
 
@@ -58,7 +58,7 @@ class Loop:
         settings: Settings,
         *,
         source: Source,
-        decoder: Decoder,
+        mapper: RecordMapper,
         batcher: Batcher,
         carry: CarryForward | None,
         uploads: Uploads,
@@ -83,7 +83,7 @@ class Loop:
         self.settling = Settling(dead_letter_sink)
         self.uploads = UploadQueue(uploads, settings.max_in_flight_batches, cut)
         self.intake = Intake(
-            decoder=decoder,
+            mapper=mapper,
             batcher=batcher,
             settling=self.settling,
             single=single,

@@ -67,15 +67,8 @@ def attribute_name(raw: str) -> str:
     return name
 
 
-def to_update(
-    record: dict[str, Any], tp: TopicPartition, offset: int, latest_ms: int | None = None
-) -> ProfileUpdate | None:
-    """Validate one decoded record. None: nothing to change. Raises ``ValidationError``.
-
-    ``latest_ms``: the latest ``occurred_at`` accepted (now plus the allowed clock skew);
-    an event dated later would win every comparison of guarantee 2 in docs/guarantees.md
-    against every real update to come, so it is poison.
-    """
+def to_update(record: dict[str, Any], tp: TopicPartition, offset: int) -> ProfileUpdate | None:
+    """Validate one decoded record. None: nothing to change. Raises ``ValidationError``."""
     try:
         profile = record["profile"]
         id_type = _ID_TYPES[profile["id_type"]]
@@ -92,12 +85,6 @@ def to_update(
         raise ValidationError("invalid_profile_id", "profile id has control characters")
     if not isinstance(occurred_at, int) or occurred_at < 0:
         raise ValidationError("invalid_occurred_at", f"occurred_at {occurred_at!r} is invalid")
-    if latest_ms is not None and occurred_at > latest_ms:
-        raise ValidationError(
-            "invalid_occurred_at",
-            f"occurred_at {occurred_at} is {(occurred_at - latest_ms) // 1000} s beyond "
-            "the allowed clock skew into the future",
-        )
 
     attributes: dict[str, str] = {}
     chars = 0

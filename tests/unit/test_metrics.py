@@ -23,6 +23,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_dead_letter_failures": ("counter", ()),
     "profile_sync_dead_letters_truncated": ("counter", ()),
     "profile_sync_dead_letter_blocked": ("gauge", ()),
+    "profile_sync_mapping_skipped": ("counter", ("reason",)),
     "profile_sync_buffer_rows": ("gauge", ("id_type",)),
     "profile_sync_buffer_bytes": ("gauge", ()),
     "profile_sync_oldest_pending_event_age_seconds": ("gauge", ()),
