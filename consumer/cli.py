@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("consumer.commands.profile", "read a profile back from Target (debugging)"),
     "mapping": ("consumer.commands.mapping", "check a mapping file, or preview what it produces"),
     "dlq": ("consumer.commands.dlq", "replay dead letters to their source topics"),
+    "verify": ("consumer.commands.verify", "compare what Target holds with what Kafka says"),
 }
 
 

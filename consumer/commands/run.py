@@ -38,6 +38,7 @@ from consumer.mapping.startup import build_mapper
 from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
+from consumer.target.fetch import ProfileReader
 from consumer.target.startup import check_target
 from consumer.target.status import StatusTracker
 from consumer.target.urgent import SingleUpdater
@@ -167,6 +168,13 @@ def build_loop(
             ),
         )
 
+    audit_reader = None
+    if settings.audit_sample_share > 0:
+        # Its own client and connection: reads never queue behind uploads.
+        audit_client = TargetClient(settings, metrics, pool_size=1)
+        audit_reader = ProfileReader(
+            audit_client.fetch_profile, settings.audit_reads_per_second, audit_client.close
+        )
     loop = Loop(
         settings,
         source=source,
@@ -181,6 +189,7 @@ def build_loop(
         metrics=metrics,
         clock=clock,
         rereader=KafkaRereader(settings.consumer_config()),
+        audit_reader=audit_reader,
     )
     return loop, client
 
@@ -282,6 +291,8 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         log.error("fatal error during shutdown", extra={"fields": {"error": str(exc)}})
         settled, code = False, EXIT_FATAL
     finally:
+        if loop.audit is not None:
+            loop.audit.close()
         client.close()
         server.stop()
     result = loop.summary.as_dict()

@@ -97,6 +97,11 @@ class Batcher:
         starts = [b.started_at for b in self._buffers.values() if b.rows]
         return min(starts) if starts else None
 
+    def buffered_names(self, id_type: IdType, id_enc: str) -> set[str]:
+        """Encoded names of the attributes the open buffer holds for this profile."""
+        row = self._buffers[id_type].rows.get(id_enc)
+        return set(row.cells) if row is not None else set()
+
     # -- the hot path
 
     def add(self, update: ProfileUpdate, now: float) -> int | Refused:
