@@ -26,6 +26,7 @@ import gzip
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -63,6 +64,9 @@ class Health:
         self._stopping = False
         self._conditions: dict[str, str] = {}
         self._broken: str | None = None
+        # A callable saying whether repartition partitions are being restored (their
+        # owner's memory is read back from the changelog): not ready meanwhile.
+        self.restoring: Callable[[], bool] = lambda: False
         self._publish()
 
     def beat(self) -> None:
@@ -128,6 +132,8 @@ class Health:
             return False, f"{name}: {reason}"
         if self._last_beat is None:
             return False, "starting: the consume loop has not turned yet"
+        if self.restoring():
+            return False, "restoring the owner's memory from the changelog"
         if require_assignment and self._partitions <= 0:
             return False, "no partitions assigned"
         return True, f"ok: {self._partitions} partitions assigned"

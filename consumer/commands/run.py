@@ -23,10 +23,12 @@ from prometheus_client import CollectorRegistry
 from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
+from consumer.commands.owner_wiring import forwarded, repartition_owner, source_updates
 from consumer.config.values import redact_url
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
 from consumer.core.loop import Loop
+from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
@@ -113,11 +115,12 @@ def build_loop(
     if health is not None:
         crashes.on_death(health.set_broken)
     backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
-    carry = (
-        CarryForward(settings.carry_forward_max_profiles)
-        if settings.carry_forward_enabled
-        else None
-    )
+    owner = repartition_owner(settings, metrics, mapper.keyed_by_profile)  # None: direct
+    carry: CarryForward | None = None
+    if owner is not None:
+        carry = owner.carry  # the owner's memory lives in its guard (docs/repartition.md)
+    elif settings.carry_forward_enabled:
+        carry = CarryForward(settings.carry_forward_max_profiles)
     batcher = Batcher(
         BatchLimits(
             settings.batch_max_rows, settings.batch_max_bytes, settings.batch_linger_seconds
@@ -134,7 +137,10 @@ def build_loop(
         clock=clock,
         crashes=crashes,
     )
-    source = KafkaSource(settings.consumer_config(), settings.topics, metrics)
+    topics = settings.topics + (owner.subscribed if owner is not None else ())
+    source: Source = KafkaSource(settings.consumer_config(), topics, metrics)
+    if owner is not None:
+        source = owner.own(source, health)
     cut = CutBatches()
     single = None
     if settings.single_enabled:
@@ -182,7 +188,7 @@ def build_loop(
         batcher=batcher,
         carry=carry,
         uploads=sender,
-        dead_letter_sink=dead_letter_sink,
+        dead_letter_sink=owner.sinks(dead_letter_sink) if owner else dead_letter_sink,
         cut=cut,
         single=single,
         tracker=tracker,
@@ -191,6 +197,8 @@ def build_loop(
         rereader=KafkaRereader(settings.consumer_config()),
         audit_reader=audit_reader,
     )
+    if owner is not None:
+        owner.attach(loop, convert=source_updates(mapper, metrics))
     return loop, client
 
 
@@ -265,7 +273,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     code = 0
     try:
         while not loop.stopping:
-            consumed = loop.turn()
+            consumed = loop.turn() + forwarded(loop.source)
             health.beat()
             health.set_assigned(len(loop.source.assigned))
             if consumed:

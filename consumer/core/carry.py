@@ -116,3 +116,27 @@ class CarryForward:
         """The batch that last sent this profile, None if it is not remembered."""
         entry = self._entries.get((id_type, id_enc))
         return entry.batch_id if entry is not None else None
+
+    def restore_guard(self, id_type: IdType, id_enc: str, cells: dict[str, Cell]) -> None:
+        """Merge remembered stamps into a profile's guard (a new owner restoring the
+        changelog, consumer/core/owner_memory.py): per attribute the newer ``occurred_at``
+        stays. Restored profiles count against ``max_profiles`` like any other."""
+        if self.max_profiles <= 0:
+            return
+        key = (id_type, id_enc)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry(0, {}, dict(cells))
+            entry.pending = False
+            if len(self._entries) > self.max_profiles:
+                _, evicted = self._entries.popitem(last=False)
+                if evicted.pending:
+                    self._pending -= 1
+                self.evictions += 1
+            return
+        older = dict(entry.older) if entry.older else {}
+        for name, cell in cells.items():
+            old = older.get(name)
+            if old is None or old[1] < cell[1]:
+                older[name] = cell
+        entry.older = older

@@ -32,6 +32,11 @@ class Settling:
         # Up to where each partition is known complete in Target (guarantee 13).
         self.completion = Completion()
 
+    def new_unit(self) -> int:
+        """A unit settled later by ``on_settled`` of the sink (a repartition write,
+        consumer/core/forward.py): it shares the dead letters' id space."""
+        return self._units.new()
+
     def _dead_letters_landed(self, unit: int) -> None:
         self.ledger.settle(unit)
 
