@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "find out how the tenant decodes batch cells (writes one probe profile)",
     ),
     "mapping": ("consumer.commands.mapping", "check a mapping file, or preview what it produces"),
+    "dlq": ("consumer.commands.dlq", "replay dead letters to their source topics"),
     "verify": ("consumer.commands.verify", "compare what Target holds with what Kafka says"),
 }
 

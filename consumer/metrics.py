@@ -69,6 +69,15 @@ class Metrics:
             "dead_letter_failures_total",
             "Dead-letter writes that failed; their offsets are held back and retried.",
         )
+        self.dead_letters_truncated = counter(
+            "dead_letters_truncated_total",
+            "Dead letters too large for the DLQ topic, written cut (original size and hash "
+            "in headers).",
+        )
+        self.dead_letter_blocked = gauge(
+            "dead_letter_blocked",
+            "1 while dead-letter writes have failed for longer than 5 minutes (not ready).",
+        )
         self.mapping_skips = counter(
             "mapping_skipped_total",
             "Records a mapping skips on purpose, settled without an update: filtered "
@@ -264,6 +273,12 @@ class Metrics:
             "loop_last_turn_timestamp_seconds", "Unix time the consume loop last turned."
         )
         self.ready = gauge("ready", "1 when started and not fatal or shutting down.")
+        self.worker_errors = counter(
+            "worker_errors_total",
+            "Unexpected exceptions in worker threads (bulk, status, single), logged with "
+            "their traceback; a thread that dies also fails /livez.",
+            ("worker",),
+        )
         # Known label combinations start at 0, so that increase() sees a new replica's first
         # rejected or stuck batch (a series that appears at 1 has no increase).
         for id_type in ("thirdPartyId", "pcId"):
@@ -271,6 +286,8 @@ class Metrics:
                 self.batches.labels(id_type, outcome)
         for status in ("complete", "stuck", "timeout", "unknown"):
             self.batch_status.labels(status)
+        for worker in ("bulk", "status", "single"):
+            self.worker_errors.labels(worker)
         for result in ("successful", "failed", "not_found"):
             self.batch_updates.labels(result)
         for api in ("upload", "poll"):

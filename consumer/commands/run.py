@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -23,6 +24,7 @@ from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
 from consumer.commands.owner_wiring import forwarded, repartition_owner, source_updates
+from consumer.config.values import redact_url
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.budget import CallBudget
 from consumer.core.carry import CarryForward
@@ -34,6 +36,7 @@ from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
 from consumer.kafka.members import GroupMembers, admin_config
+from consumer.kafka.reread import KafkaRereader
 from consumer.kafka.source import KafkaSource
 from consumer.mapping import RecordMapper
 from consumer.mapping.startup import build_mapper
@@ -42,8 +45,10 @@ from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
 from consumer.target.fetch import ProfileReader
 from consumer.target.gate import BudgetGate
+from consumer.target.startup import check_target
 from consumer.target.status import StatusTracker
 from consumer.target.urgent import SingleUpdater
+from consumer.workers import Crashes
 
 log = logging.getLogger("profile_sync.app")
 
@@ -105,8 +110,14 @@ def build_loop(
     mapper: RecordMapper,
     health: Health | None = None,
 ) -> tuple[Loop, TargetClient]:
+    """Build the loop and its edges. Raises ``FatalError`` when the start-up check finds
+    the Target URL or client code wrong (consumer/target/startup.py)."""
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
     client = TargetClient(settings, metrics, pool_size=pool)
+    check_target(client, redact_url(settings.target_url), settings.target_client)
+    crashes = Crashes(metrics)
+    if health is not None:
+        crashes.on_death(health.set_broken)
     backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
     owner = repartition_owner(settings, metrics, mapper.keyed_by_profile)  # None: direct
     carry: CarryForward | None = None
@@ -123,7 +134,9 @@ def build_loop(
     # One call budget for the group's bulk uploads and status polls (issue 11).
     budget = CallBudget(settings.target_calls_per_minute, clock.monotonic())
     gate = BudgetGate(budget, clock, metrics)
-    sender = BulkSender(client.post_batch, backoff, metrics, clock=clock, gate=gate)
+    sender = BulkSender(
+        client.post_batch, backoff, metrics, clock=clock, gate=gate, crashes=crashes
+    )
     tracker = StatusTracker(
         client.get_status,
         poll_initial=settings.status_poll_initial_seconds,
@@ -133,6 +146,7 @@ def build_loop(
         clock=clock,
         gate=gate,
         unknown_release=settings.status_unknown_release_seconds,
+        crashes=crashes,
     )
     topics = settings.topics + (owner.subscribed if owner is not None else ())
     source: Source = KafkaSource(settings.consumer_config(), topics, metrics)
@@ -154,11 +168,21 @@ def build_loop(
             superseded=cut,
             state_file=settings.single_quota_state_file,
             clock=clock,
+            crashes=crashes,
         )
 
     def dead_letter_sink(on_settled: Callable[[int], None]) -> DeadLetterQueue:
         return DeadLetterQueue(
-            settings.producer_config(), settings.dlq_topic, on_settled, metrics, clock
+            settings.producer_config(),
+            settings.dlq_topic,
+            on_settled,
+            metrics,
+            clock,
+            on_blocked=(
+                (lambda reason: health.set_condition("dead_letters", reason))
+                if health is not None
+                else None
+            ),
         )
 
     audit_reader = None
@@ -182,6 +206,7 @@ def build_loop(
         metrics=metrics,
         clock=clock,
         budget=budget,
+        rereader=KafkaRereader(settings.consumer_config()),
         audit_reader=audit_reader,
     )
     if owner is not None:
@@ -217,13 +242,36 @@ def _follow_group_size(settings: config.Settings, loop: Loop) -> GroupMembers | 
     return members
 
 
-def _install_signals(loop: Loop) -> None:
+def _start_watchdog(loop: Loop, clock: Clock) -> None:
+    """Whatever is in flight, the process is gone ``SHUTDOWN_TIMEOUT_SECONDS`` after the
+    stop was asked for (guarantee 10): a close that hangs (a broker gone, a stuck call)
+    must not outlive the pod's grace period and be SIGKILLed at a random point."""
+    if loop.stop_requested_at is not None:
+        return
+    loop.stop_requested_at = clock.monotonic()
+    timeout = loop.settings.shutdown_timeout_seconds
+
+    def overrun() -> None:
+        log.error(
+            "shutdown timeout reached, exiting now; what was not committed is re-read",
+            extra={"fields": {"shutdown_timeout_seconds": timeout}},
+        )
+        logging.shutdown()
+        os._exit(EXIT_FATAL)
+
+    timer = threading.Timer(timeout, overrun)
+    timer.daemon = True
+    timer.start()
+
+
+def _install_signals(loop: Loop, clock: Clock) -> None:
     def handle(signum: int, _frame: FrameType | None) -> None:
         if loop.stopping:
             # Second signal: the operator wants out now.
             os._exit(128 + signum)
         log.info("signal received, shutting down", extra={"fields": {"signal": signum}})
         loop.stopping = True
+        _start_watchdog(loop, clock)
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
@@ -246,15 +294,22 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         extra={
             "fields": {
                 "topics": list(settings.topics),
-                "target": settings.target_url,
+                "target": redact_url(settings.target_url),
                 "client": settings.target_client,
                 "http_port": server.port,
             }
         },
     )
-    loop, client = build_loop(settings, metrics, clock, mapper, health)
+    for warning in config.warnings(settings):
+        log.warning(warning)
+    try:
+        loop, client = build_loop(settings, metrics, clock, mapper, health)
+    except FatalError as exc:
+        log.error("fatal error at start-up, stopping", extra={"fields": {"error": str(exc)}})
+        server.stop()
+        return EXIT_FATAL
     members = _follow_group_size(settings, loop)
-    _install_signals(loop)
+    _install_signals(loop, clock)
     idle_since = clock.monotonic()
     code = 0
     try:
@@ -278,6 +333,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         health.set_fatal(str(exc))
         code = EXIT_FATAL
     health.set_stopping()
+    _start_watchdog(loop, clock)
     try:
         settled = loop.shutdown()
     except FatalError as exc:

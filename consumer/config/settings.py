@@ -106,6 +106,12 @@ class Settings:
         "Mapping file: how each topic's records become profile updates (docs/mapping.md). "
         "Empty: every topic carries the ProfileChange contract.",
     )
+    max_future_skew_seconds: float = setting(
+        "86400",
+        v.float_range(0, 365 * 86400),
+        "An event whose occurred_at is further in the future than this goes to the DLQ "
+        "(invalid_occurred_at): it would outrank every later real update.",
+    )
     repartition: str = setting(
         "auto",
         v.choice("auto", "always", "never"),
@@ -406,6 +412,8 @@ class Settings:
                 value = "***" if value.reveal() else ""
             elif isinstance(value, tuple):
                 value = ",".join(value)
+            elif s.attr.endswith("_url") and isinstance(value, str):
+                value = v.redact_url(value)
             out[s.env] = value
         for prop, value in sorted(self.kafka.items()):
             out[kafka.env_name(prop)] = "***" if isinstance(value, Secret) else value

@@ -21,7 +21,7 @@ from consumer.core.seams import Record
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
 from consumer.core.validate import cell_risks
-from consumer.errors import MappingFailed, PoisonError
+from consumer.errors import MappingFailed, PoisonError, ValidationError
 from consumer.mapping import RecordMapper, Skip, SkipReason
 from consumer.metrics import Metrics
 from consumer.target.urgent import SingleOutcome, SingleUpdater
@@ -39,6 +39,7 @@ class Intake:
         summary: Summary,
         clock: Clock,
         reading: str = "A",
+        max_future_skew_seconds: float = 86400.0,
     ) -> None:
         """``reading``: how Target decodes batch cells (``TARGET_CELL_DECODING``)."""
         self.mapper = mapper
@@ -49,6 +50,8 @@ class Intake:
         self.summary = summary
         self.clock = clock
         self.reading = reading
+        # occurred_at further ahead than this is poison (invalid_occurred_at, guarantee 2).
+        self.max_future_ms = int(max_future_skew_seconds * 1000)
         # Repartition mode (docs/repartition.md): this topic's records are updates the
         # forward stage already validated, in the internal format.
         self.owned_topic = ""
@@ -58,6 +61,7 @@ class Intake:
         """Run ``records`` (in consumption order) into the batcher, DLQ or urgent path."""
         now = self.clock.monotonic()
         wall = self.clock.time()
+        latest_ms = int(wall * 1000) + self.max_future_ms
         map_record = self.mapper.map
         add = self.batcher.add
         track = self.settling.track
@@ -107,6 +111,10 @@ class Intake:
                 continue
             long_values += long
             unsafe_values += unsafe
+            if update.occurred_at > latest_ms:  # it would outrank every real update to come
+                poison += 1
+                self._dead_letter(_from_the_future(update.occurred_at, latest_ms), rec, tp)
+                continue
             batch_id = add(update, now)
             if not isinstance(batch_id, int):  # no row (rare): one check on the hot path
                 if batch_id is Refused.STALE:
@@ -192,3 +200,11 @@ class Intake:
             )
         )
         self.summary.dead_letters += 1
+
+
+def _from_the_future(occurred_at: int, latest_ms: int) -> PoisonError:
+    return ValidationError(
+        "invalid_occurred_at",
+        f"occurred_at {occurred_at} is {(occurred_at - latest_ms) // 1000} s beyond the "
+        "allowed clock skew into the future (PROFILE_SYNC_MAX_FUTURE_SKEW_SECONDS)",
+    )

@@ -37,7 +37,7 @@ from consumer.core.gauges import set_gauges
 from consumer.core.intake import Intake
 from consumer.core.model import IdType
 from consumer.core.outcomes import Outcomes
-from consumer.core.seams import BatchFollower, Source, Uploads
+from consumer.core.seams import BatchFollower, Rereader, Source, Uploads
 from consumer.core.settling import DeadLetterSinkFactory, Settling
 from consumer.core.summary import Summary
 from consumer.core.uploads import CutBatches, UploadQueue
@@ -74,6 +74,7 @@ class Loop:
         metrics: Metrics | None,
         clock: Clock,
         budget: CallBudget | None = None,
+        rereader: Rereader | None = None,
         audit_reader: Reader | None = None,
     ) -> None:
         """``cut`` is shared with ``single`` (it skips calls for batches already cut).
@@ -99,6 +100,7 @@ class Loop:
             summary=self.summary,
             clock=clock,
             reading=settings.target_cell_decoding.upper(),
+            max_future_skew_seconds=settings.max_future_skew_seconds,
         )
         # v1 never creates a profile: one Target does not have is then no loss.
         v1_ids = frozenset({IdType.PC_ID}) if settings.pcid_bulk_version == "v1" else frozenset()
@@ -129,9 +131,12 @@ class Loop:
             tracker=tracker,
             metrics=metrics,
             summary=self.summary,
+            rereader=rereader,
             audit=self.audit,
         )
         self.stopping = False
+        # When the stop was asked for (monotonic); shutdown's budget counts from there.
+        self.stop_requested_at: float | None = None
         self.paused = False
         self._last_quota_save = clock.monotonic()
         self.assignment_changed_at = clock.monotonic()

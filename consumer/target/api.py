@@ -31,6 +31,10 @@ def bulk_url(base: str, client: str, version: str) -> str:
     return f"{base}/m2/{client}/v2/profile/batchUpdate"
 
 
+def batch_status_url(base: str, client: str, batch_id: str) -> str:
+    return f"{base}/m2/{client}/profile/batchStatus?batchId={encode_cell(batch_id)}"
+
+
 def single_url(base: str, client: str) -> str:
     return f"{base}/m2/{client}/profile/update"
 
@@ -140,9 +144,38 @@ def _xml(status: int, body: str, what: str) -> ET.Element:
         raise RetryableError(f"unreadable {what} response: {exc}", status) from exc
 
 
+def target_answer(body: str) -> ET.Element | None:
+    """The XML root if ``body`` is Target's answer (``<response>`` with ``<success>`` or
+    ``<status>``); None for anything else: a proxy's page, an edge's error, foreign XML."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None
+    if root.tag != "response" or (root.find("success") is None and root.find("status") is None):
+        return None
+    return root
+
+
 def parse_bulk_response(status: int, body: str) -> BulkAccepted:
-    """Read a batchUpdate response; raise the right ``TargetError`` when it failed."""
-    root = _xml(status, body, "batchUpdate")
+    """Read a batchUpdate response; raise the right ``TargetError`` when it failed.
+
+    Only Target's own answer can reject a batch for good (its rows then go to the DLQ).
+    Whatever else answers (a proxy's page, foreign XML, a 404 from an edge) is retried:
+    dead-lettering good data because something in between misbehaved would empty the
+    stream into the DLQ. A wrong URL or client code, which also answers 404, is found by
+    the start-up check (consumer/target/startup.py) before anything is consumed.
+    """
+    if status in _RETRYABLE or status >= 500:
+        check_status(status, body, retry_after=None)
+    root = target_answer(body)
+    if root is None:
+        raise RetryableError(
+            f"HTTP {status}, not Target's answer (a proxy or edge page?): {_snippet(body)}",
+            status,
+        )
+    if status == 404:
+        raise RetryableError(f"HTTP 404 from the bulk API: {_snippet(body)}", status)
+    check_status(status, body, retry_after=None)
     success = (root.findtext("success") or "").strip().lower()
     message = (root.findtext("message") or "").strip()
     if success != "true":

@@ -27,8 +27,15 @@ from consumer.core.model import BatchFile
 from consumer.errors import TargetError
 from consumer.target.api import BatchStatus, StatusUnknown
 from consumer.target.gate import BudgetGate
+from consumer.workers import Crashes
 
 log = logging.getLogger("profile_sync.status")
+
+
+# How long close() waits for the worker threads. They are daemons, so nothing is lost by
+# not waiting for a call still on the wire; waiting longer would break the shutdown
+# timeout (guarantee 10 in docs/guarantees.md).
+CLOSE_JOIN_SECONDS = 0.5
 
 
 class FinalStatus(StrEnum):
@@ -74,6 +81,7 @@ class StatusTracker:
         clock: Clock | None = None,
         gate: BudgetGate | None = None,
         unknown_release: float = 3600.0,
+        crashes: Crashes | None = None,
     ) -> None:
         """``gate``: polls take what uploads leave of the call budget. A batch whose
         status stops answering ends ``UNKNOWN`` ``unknown_release`` seconds after its
@@ -94,7 +102,8 @@ class StatusTracker:
         self._retained_bytes = 0
         self._stopping = False
         self.outcomes: queue.Queue[StatusOutcome] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="batch-status", daemon=True)
+        self._crashes = crashes or Crashes()
+        self._thread = self._crashes.thread("status", self._run, "batch-status")
         self._thread.start()
 
     @property
@@ -122,11 +131,11 @@ class StatusTracker:
             self._push(now + self._poll_initial, item)
             self._wake.notify()
 
-    def close(self) -> None:
+    def close(self, timeout: float = CLOSE_JOIN_SECONDS) -> None:
         with self._lock:
             self._stopping = True
             self._wake.notify()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout)
 
     def _retain(self, item: _Tracked) -> None:
         assert item.batch is not None
@@ -189,6 +198,8 @@ class StatusTracker:
                 "batch status poll failed",
                 extra={"fields": {"batch_id": item.batch_id, "error": str(exc)}},
             )
+        except Exception as exc:  # the tracker must survive the unexpected
+            self._crashes.caught("status", exc)
         now = self._clock()
         final = None
         if status is not None and status.status in ("complete", "stuck"):

@@ -258,7 +258,8 @@ def test_token_rotation_without_restart_and_no_token_in_logs(
     # Target regenerates the token: the old one is refused (401) until the secret is
     # rotated; the service keeps retrying and picks the new file up without a restart.
     target_side.write_text(new)
-    second = random_events(100, 20, seed=13, pcid_share=0, start_ms=1_800_000_000_000)
+    # Later than the first wave, and in the past (a future occurred_at is poison).
+    second = random_events(100, 20, seed=13, pcid_share=0, start_ms=1_750_000_000_000)
     s.produce(second)
     wait_for(
         lambda: (

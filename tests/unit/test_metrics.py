@@ -21,6 +21,8 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_poison_events": ("counter", ("stage", "reason")),
     "profile_sync_dead_letters": ("counter", ("stage", "reason")),
     "profile_sync_dead_letter_failures": ("counter", ()),
+    "profile_sync_dead_letters_truncated": ("counter", ()),
+    "profile_sync_dead_letter_blocked": ("gauge", ()),
     "profile_sync_mapping_skipped": ("counter", ("reason",)),
     "profile_sync_buffer_rows": ("gauge", ("id_type",)),
     "profile_sync_buffer_bytes": ("gauge", ()),
@@ -70,6 +72,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_audit_pending_rows": ("gauge", ()),
     "profile_sync_loop_last_turn_timestamp_seconds": ("gauge", ()),
     "profile_sync_ready": ("gauge", ()),
+    "profile_sync_worker_errors": ("counter", ("worker",)),
 }
 
 
