@@ -155,10 +155,21 @@ def cell_risks(update: ProfileUpdate, reading: str) -> tuple[int, int]:
             long += 1
         if "," in value or "\n" in value or "\r" in value:
             unsafe += 1
-    if reading == "B" and (unsafe or "," in update.profile_id):
+    if reading == "B" and (unsafe or _separates(update.profile_id)):
         raise ValidationError(
             "value_unsafe_under_reading_b",
             "a value holds a comma or line break, which Target (cell decoding B) would read "
             "as a separator",
         )
+    if reading == "B" and any(_separates(name) for name in update.attributes):
+        # A header cell that splits would shift every later column of the whole file.
+        raise ValidationError(
+            "value_unsafe_under_reading_b",
+            "an attribute name holds a comma or line break, which Target (cell decoding B) "
+            "would read as a separator",
+        )
     return long, unsafe
+
+
+def _separates(text: str) -> bool:
+    return "," in text or "\n" in text or "\r" in text

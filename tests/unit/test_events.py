@@ -291,3 +291,14 @@ def test_attributes_over_64_kb_are_rejected_and_exactly_64_kb_is_accepted() -> N
 
 def test_a_value_that_is_null_does_not_count_towards_64_kb() -> None:
     assert attrs_of({"big": None, "small": "s"}) == {"small": "s"}
+
+
+@pytest.mark.parametrize("name", ["tier,gold", ",lead", "trail,"])
+def test_an_attribute_name_with_a_comma_is_refused_under_b_only(name: str) -> None:
+    # (Names with line breaks never get this far: validation refuses control characters.)
+    update = to_update(record({name: "x", "b": "plain"}), TP, 0)
+    assert update is not None
+    assert cell_risks(update, "A") == (0, 0)
+    with pytest.raises(ValidationError) as refused:
+        cell_risks(update, "B")
+    assert refused.value.reason == "value_unsafe_under_reading_b"
