@@ -65,9 +65,7 @@ def main() -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for f in admin.create_topics([NewTopic(topic, 3, 1), NewTopic(dlq, 1, 1)]).values():
         f.result()
-    server = EmulatorServer(
-        EmulatorApp(EmulatorConfig(bulk_rate_limit=0, status_retention_count=0)), port=0
-    )
+    server = EmulatorServer(EmulatorApp(EmulatorConfig()), port=0)
     server.start()
     control = EmulatorControl(server.url)
     service = None
