@@ -1,4 +1,5 @@
-"""Time as a seam: the pipeline asks a ``Clock``; tests pass ``FakeClock``-like objects."""
+"""Time as a seam: the core and the edges ask one injected ``Clock``; tests pass
+``tests.utils.FakeClock``."""
 
 from __future__ import annotations
 

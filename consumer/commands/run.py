@@ -1,4 +1,4 @@
-"""``profile-sync run``: build the pipeline from the configuration and run it.
+"""``profile-sync run``: wire the loop (consumer/core/loop.py) to its edges and run it.
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, or ``--exit-when-idle``), 2 for a
 configuration error, 3 when the service stopped in a fatal state (see the log line).
@@ -20,11 +20,12 @@ from prometheus_client import CollectorRegistry
 
 from consumer import config, logs
 from consumer.backoff import Backoff
-from consumer.clock import SystemClock
+from consumer.clock import Clock, SystemClock
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
 from consumer.core.decode import Decoder, load_schema
-from consumer.core.pipeline import Pipeline
+from consumer.core.loop import Loop
+from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
@@ -77,15 +78,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
 
-def build_pipeline(
-    settings: config.Settings, metrics: Metrics | None
-) -> tuple[Pipeline, TargetClient]:
-    clock = SystemClock()
+def build_loop(
+    settings: config.Settings, metrics: Metrics | None, clock: Clock
+) -> tuple[Loop, TargetClient]:
     reader_schema = load_schema(config.DEFAULT_WRITER_SCHEMA)
     if settings.schema_registry_url:
         from consumer.kafka.registry import RegistrySchemas
 
-        decoder = Decoder(reader_schema, registry=RegistrySchemas(settings))
+        decoder = Decoder(reader_schema, registry=RegistrySchemas(settings, clock))
     else:
         decoder = Decoder(reader_schema, writer_schema=load_schema(settings.writer_schema_path))
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
@@ -102,16 +102,17 @@ def build_pipeline(
         ),
         carry,
     )
-    sender = BulkSender(client.post_batch, backoff, metrics)
+    sender = BulkSender(client.post_batch, backoff, metrics, clock=clock)
     tracker = StatusTracker(
         client.get_status,
         poll_initial=settings.status_poll_initial_seconds,
         poll_max=settings.status_poll_max_seconds,
         max_age=settings.status_max_age_seconds,
         retain_max_bytes=settings.status_retain_max_bytes,
+        clock=clock,
     )
     source = KafkaSource(settings.consumer_config(), settings.topics, metrics)
-    holder: list[Pipeline] = []
+    cut = CutBatches()
     single = None
     if settings.single_enabled:
         single = SingleUpdater(
@@ -124,37 +125,40 @@ def build_pipeline(
             max_attempts=settings.single_max_attempts,
             backoff=backoff,
             metrics=metrics,
-            superseded=lambda batch_id: bool(holder) and holder[0].is_superseded(batch_id),
+            superseded=cut,
             state_file=settings.single_quota_state_file,
+            clock=clock,
         )
 
-    def dlq_factory(on_settled: Callable[[int], None]) -> DeadLetterQueue:
-        return DeadLetterQueue(settings.producer_config(), settings.dlq_topic, on_settled, metrics)
+    def dead_letter_sink(on_settled: Callable[[int], None]) -> DeadLetterQueue:
+        return DeadLetterQueue(
+            settings.producer_config(), settings.dlq_topic, on_settled, metrics, clock
+        )
 
-    pipeline = Pipeline(
+    loop = Loop(
         settings,
         source=source,
         decoder=decoder,
         batcher=batcher,
         carry=carry,
-        sender=sender,
-        dlq_factory=dlq_factory,
+        uploads=sender,
+        dead_letter_sink=dead_letter_sink,
+        cut=cut,
         single=single,
         tracker=tracker,
         metrics=metrics,
         clock=clock,
     )
-    holder.append(pipeline)
-    return pipeline, client
+    return loop, client
 
 
-def _install_signals(pipeline: Pipeline) -> None:
+def _install_signals(loop: Loop) -> None:
     def handle(signum: int, _frame: FrameType | None) -> None:
-        if pipeline.stopping:
+        if loop.stopping:
             # Second signal: the operator wants out now.
             os._exit(128 + signum)
         log.info("signal received, shutting down", extra={"fields": {"signal": signum}})
-        pipeline.stopping = True
+        loop.stopping = True
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
@@ -178,26 +182,23 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
             }
         },
     )
-    pipeline, client = build_pipeline(settings, metrics)
-    _install_signals(pipeline)
+    loop, client = build_loop(settings, metrics, clock)
+    _install_signals(loop)
     idle_since = clock.monotonic()
-
-    def on_turn() -> None:
-        health.beat()
-        health.set_assigned(len(pipeline.source.assigned))
-
-    pipeline.on_turn = on_turn
     code = 0
     try:
-        while not pipeline.stopping:
-            if pipeline.turn():
+        while not loop.stopping:
+            consumed = loop.turn()
+            health.beat()
+            health.set_assigned(len(loop.source.assigned))
+            if consumed:
                 idle_since = clock.monotonic()
             elif (
                 exit_when_idle
-                and clock.monotonic() - max(idle_since, pipeline.assignment_changed_at)
+                and clock.monotonic() - max(idle_since, loop.assignment_changed_at)
                 >= exit_when_idle
-                and pipeline.source.assigned
-                and pipeline.drained()
+                and loop.source.assigned
+                and loop.drained()
             ):
                 log.info("idle and drained, stopping")
                 break
@@ -207,14 +208,14 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         code = EXIT_FATAL
     health.set_stopping()
     try:
-        settled = pipeline.shutdown()
+        settled = loop.shutdown()
     except FatalError as exc:
         log.error("fatal error during shutdown", extra={"fields": {"error": str(exc)}})
         settled, code = False, EXIT_FATAL
     finally:
         client.close()
         server.stop()
-    result = pipeline.summary.as_dict()
+    result = loop.summary.as_dict()
     result["settled_at_exit"] = settled
     log.info("stopped", extra={"fields": result})
     if summary:

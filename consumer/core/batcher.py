@@ -19,18 +19,27 @@ Pure logic: plain values and a monotonic time passed in, no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
+from consumer.core.buffer import Buffer, Row
 from consumer.core.carry import CarryForward, Cell
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import MAX_PROFILE_BYTES
 from consumer.target.wire import ESCAPE_TABLE as _TABLE
 from consumer.target.wire import header_line
 
-TOO_LARGE = -1  # returned by ``add`` for an event that would push its row over 64 KB
-# Returned by ``add`` for an event whose every value is older than one already sent for
-# its profile (from another partition): no row, nothing to wait for. Equal to the ledger's
-# SETTLED unit, so tracking the offset with it settles the event at once.
-STALE = 0
+
+class Refused(Enum):
+    """Why ``Batcher.add`` gave an event no row (it returns a batch id otherwise)."""
+
+    TOO_LARGE = "too_large"  # its row would exceed Target's 64 KB per profile: poison
+    # Every value is older than one already sent for its profile (from another
+    # partition): nothing to send, nothing to wait for.
+    STALE = "stale"
+
+
+TOO_LARGE = Refused.TOO_LARGE
+STALE = Refused.STALE
 
 # Why ``_merge`` rolled an event back (the first two are also the cut triggers).
 _BYTES = "bytes"
@@ -44,42 +53,6 @@ _VALUE_CACHE_SIZE = 65_536
 _NAME_CACHE_SIZE = 100_000
 _VALUE_CACHE_MAX_LEN = 64
 _VALUES: dict[str, str] = {}
-
-
-class _Row:
-    __slots__ = ("cells", "guard", "raw_size")
-
-    def __init__(
-        self, cells: dict[str, Cell], raw_size: int, guard: dict[str, Cell] | None = None
-    ) -> None:
-        self.cells = cells
-        self.raw_size = raw_size
-        self.guard = guard  # timestamps of values already applied (see carry.py)
-
-
-class _Buffer:
-    """The open batch of one id type."""
-
-    __slots__ = (
-        "batch_id", "body_bytes", "columns", "event_count", "header_bytes", "id_type",
-        "newest_occurred_at", "oldest_occurred_at", "rows", "started_at",
-    )  # fmt: skip
-
-    def __init__(self, batch_id: int, id_type: IdType) -> None:
-        self.batch_id = batch_id
-        self.id_type = id_type
-        self.rows: dict[str, _Row] = {}
-        self.columns: dict[str, None] = {}  # an ordered set of encoded names
-        self.header_bytes = len(header_line(id_type, []))
-        self.body_bytes = 0  # ids, newlines and cell values; commas are rows * columns
-        self.event_count = 0
-        self.started_at = 0.0
-        self.oldest_occurred_at = 0
-        self.newest_occurred_at = 0
-
-    @property
-    def size(self) -> int:
-        return self.header_bytes + self.body_bytes + len(self.rows) * len(self.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +74,8 @@ class Batcher:
         self._names: dict[str, str] = {}
         self.ready: list[BatchFile] = []
 
-    def _new_buffer(self, id_type: IdType) -> _Buffer:
-        buffer = _Buffer(self._next_id, id_type)
+    def _new_buffer(self, id_type: IdType) -> Buffer:
+        buffer = Buffer(self._next_id, id_type)
         self._next_id += 1
         return buffer
 
@@ -124,13 +97,10 @@ class Batcher:
         starts = [b.started_at for b in self._buffers.values() if b.rows]
         return min(starts) if starts else None
 
-    def open_batch_ids(self) -> list[int]:
-        return [b.batch_id for b in self._buffers.values()]
-
     # -- the hot path
 
-    def add(self, update: ProfileUpdate, now: float) -> int:
-        """Coalesce one event. Returns the batch id it now belongs to, ``TOO_LARGE`` or ``STALE``.
+    def add(self, update: ProfileUpdate, now: float) -> int | Refused:
+        """Coalesce one event. Returns the batch id it now belongs to, or why it has no row.
 
         May cut the open batch of this id type first (into ``ready``) so that no limit is
         ever crossed: the event is merged optimistically and rolled back if the file would
@@ -169,7 +139,7 @@ class Batcher:
         return out
 
     def _merge(
-        self, buffer: _Buffer, id_enc: str, update: ProfileUpdate, src: int, now: float
+        self, buffer: Buffer, id_enc: str, update: ProfileUpdate, src: int, now: float
     ) -> str | None:
         """Merge ``update`` into its row; None when done, else why it was rolled back."""
         rows = buffer.rows
@@ -185,7 +155,7 @@ class Batcher:
             if carry is not None:
                 seeded = carry.seed(buffer.id_type, id_enc)
                 guard = carry.guard(buffer.id_type, id_enc)
-            row = rows[id_enc] = _Row(seeded or {}, 0, guard)
+            row = rows[id_enc] = Row(seeded or {}, 0, guard)
             buffer.body_bytes += len(id_enc) + 1
             if seeded:
                 for seeded_name, cell in seeded.items():
@@ -270,10 +240,6 @@ class Batcher:
         buffer.event_count += 1
         return None
 
-    def attach(self, id_type: IdType) -> int:
-        """The open batch id of ``id_type`` (events that settle with it without a row)."""
-        return self._buffers[id_type].batch_id
-
     # -- cutting
 
     def cut_due(self, now: float) -> None:
@@ -292,7 +258,7 @@ class Batcher:
         ready, self.ready = self.ready, []
         return ready
 
-    def _cut(self, buffer: _Buffer, trigger: str) -> None:
+    def _cut(self, buffer: Buffer, trigger: str) -> None:
         columns = list(buffer.columns)
         parts = [header_line(buffer.id_type, columns)]
         for id_enc, row in buffer.rows.items():
@@ -317,9 +283,3 @@ class Batcher:
                 buffer.batch_id, buffer.id_type, {i: r.cells for i, r in buffer.rows.items()}
             )
         self._buffers[buffer.id_type] = self._new_buffer(buffer.id_type)
-
-    def discard_all(self) -> list[int]:
-        """Drop every buffered row unsent (after a rewind). Returns the dropped batch ids."""
-        dropped = [b.batch_id for b in self._buffers.values()]
-        self._buffers = {t: self._new_buffer(t) for t in IdType}
-        return dropped

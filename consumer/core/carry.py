@@ -53,6 +53,11 @@ class CarryForward:
         """Profiles remembered (carried or only guarding)."""
         return len(self._entries)
 
+    def take_evictions(self) -> int:
+        """Evictions since the last call (for a counter)."""
+        evicted, self.evictions = self.evictions, 0
+        return evicted
+
     @property
     def pending_profiles(self) -> int:
         """Profiles whose last batch is not known complete (their rows are carried)."""
@@ -111,6 +116,3 @@ class CarryForward:
         """The batch that last sent this profile, None if it is not remembered."""
         entry = self._entries.get((id_type, id_enc))
         return entry.batch_id if entry is not None else None
-
-    def pending_batches(self) -> int:
-        return len(self._by_batch)

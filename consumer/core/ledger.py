@@ -1,8 +1,9 @@
 """The offset ledger: per partition, commit only what is settled
 (guarantee 1 in docs/guarantees.md).
 
-Every consumed offset is tracked against a *unit* that settles it: the batch its row went
-into, a dead-letter write, or ``SETTLED`` for an event that needed nothing (skipped). The
+Every consumed offset is tracked against a *unit* that settles it (``UnitKind``): the
+batch its row went into (a positive batch id), the dead letters written for it (a negative
+id), or ``SETTLED`` for an event that needed nothing (skipped, stale). The
 ledger keeps, per partition, runs of consecutive offsets that share a unit, so memory is
 per run, not per event. The committable offset of a partition is one past the last
 offset of the longest settled prefix.
@@ -13,10 +14,35 @@ Pure logic: no Kafka, no clock.
 from __future__ import annotations
 
 from collections import deque
+from enum import Enum
 
 from consumer.core.model import TopicPartition
 
 SETTLED = 0  # the unit of events that are settled as soon as they are consumed
+
+
+class UnitKind(Enum):
+    SETTLED = "settled"  # needed nothing: settled when consumed
+    BATCH = "batch"  # settled when Target accepted the batch (ids from the batcher, > 0)
+    DEAD_LETTERS = "dead_letters"  # settled when the broker confirmed its letters (< 0)
+
+
+def unit_kind(unit: int) -> UnitKind:
+    if unit > 0:
+        return UnitKind.BATCH
+    return UnitKind.DEAD_LETTERS if unit < 0 else UnitKind.SETTLED
+
+
+class DeadLetterUnits:
+    """Hands out the ids of dead-letter units: negative, so they never meet a batch id."""
+
+    def __init__(self) -> None:
+        self._next = -1
+
+    def new(self) -> int:
+        unit = self._next
+        self._next -= 1
+        return unit
 
 
 class _Run:
@@ -59,9 +85,6 @@ class Ledger:
         for tp in self._unit_tps.pop(unit, ()):
             self._advance(tp)
 
-    def is_pending(self, unit: int) -> bool:
-        return unit not in self._settled
-
     def _advance(self, tp: TopicPartition) -> None:
         runs = self._runs.get(tp)
         if not runs:
@@ -90,10 +113,6 @@ class Ledger:
 
     def committable(self, tp: TopicPartition) -> int | None:
         return self._next.get(tp)
-
-    def pending_count(self, tp: TopicPartition) -> int:
-        """Pending runs on ``tp`` (0: everything consumed there is settled)."""
-        return len(self._runs.get(tp, ()))
 
     def pending_units(self, tps: set[TopicPartition] | None = None) -> set[int]:
         """Units still holding back offsets (of ``tps``, or of every partition)."""

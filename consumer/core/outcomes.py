@@ -1,11 +1,12 @@
 """What happens once Target has answered: settling, following, resubmitting, dead-lettering.
 
-The consume loop hands every finished upload (``BulkResult``) and every final batch status
+The loop hands every finished upload (``BulkResult``) and every final batch status
 (``StatusOutcome``) to ``Outcomes``, which keeps guarantees 1, 6 and 11 of
-docs/guarantees.md: an accepted batch settles its offsets and is followed to completion; a
-rejected one goes to the DLQ row by row (or stops the service); a stuck one is resubmitted,
-without the rows later batches carried forward, then dead-lettered. Runs on the loop's
-thread.
+docs/guarantees.md: an accepted batch is settled and followed to completion; a rejected
+one goes to the DLQ row by row (or stops the service); a stuck one is queued again (in the
+one upload queue), without the rows later batches carried forward, then dead-lettered.
+It is also the one owner of carry-forward releases: a batch's rows stop being carried
+once it completed, failed or was cancelled. Runs on the loop's thread.
 """
 
 from __future__ import annotations
@@ -13,61 +14,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.config import Settings
 from consumer.core.carry import CarryForward
-from consumer.core.ledger import Ledger
+from consumer.core.ledger import UnitKind, unit_kind
 from consumer.core.model import BatchFile, DeadLetter
+from consumer.core.seams import BatchFollower
+from consumer.core.settling import Settling
+from consumer.core.summary import Summary
+from consumer.core.uploads import UploadQueue
 from consumer.errors import FatalError
-from consumer.kafka.dlq import DeadLetterQueue
 from consumer.metrics import Metrics
-from consumer.target.bulk import BulkResult, BulkSender
-from consumer.target.status import StatusOutcome, StatusTracker
+from consumer.target.bulk import BulkOutcome, BulkResult
+from consumer.target.status import FinalStatus, StatusOutcome
 from consumer.target.wire import decode_batch, encode_batch, encode_cell
 
 log = logging.getLogger("profile_sync.outcomes")
-
-
-@dataclass
-class Summary:
-    """What a run did, for the demo and for logs at exit."""
-
-    events_consumed: int = 0
-    events_bulk: int = 0
-    events_skipped: int = 0
-    events_poison: int = 0
-    single_queued: int = 0
-    batches_accepted: int = 0
-    rows_accepted: int = 0
-    batches_rejected: int = 0
-    dead_letters: int = 0
-    started_at: float = field(default_factory=time.monotonic)
-    first_record_at: float | None = None
-    last_record_at: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        elapsed = max(1e-9, time.monotonic() - self.started_at)
-        first = self.first_record_at if self.first_record_at is not None else self.started_at
-        active = max(1e-9, self.last_record_at - first)
-        return {
-            "events_consumed": self.events_consumed,
-            "events_to_bulk": self.events_bulk,
-            "events_skipped_empty": self.events_skipped,
-            "events_poison": self.events_poison,
-            "single_updates_queued": self.single_queued,
-            "batches_accepted": self.batches_accepted,
-            "rows_accepted": self.rows_accepted,
-            "batches_rejected": self.batches_rejected,
-            "dead_letters": self.dead_letters,
-            "elapsed_seconds": round(elapsed, 3),
-            # From the first record consumed to the last: start-up and idle time excluded.
-            "consuming_seconds": round(active, 3),
-            "events_per_second": round(self.events_consumed / active, 1),
-        }
 
 
 class Outcomes:
@@ -75,27 +38,33 @@ class Outcomes:
         self,
         settings: Settings,
         *,
-        ledger: Ledger,
-        dlq: DeadLetterQueue,
-        sender: BulkSender,
+        settling: Settling,
+        uploads: UploadQueue,
         carry: CarryForward | None,
-        tracker: StatusTracker | None,
+        tracker: BatchFollower | None,
         metrics: Metrics | None,
         summary: Summary,
-        new_dlq_unit: Callable[[], int],
     ) -> None:
         self.settings = settings
-        self.ledger = ledger
-        self.dlq = dlq
-        self.sender = sender
+        self.settling = settling
+        self.uploads = uploads
         self.carry = carry
         self.tracker = tracker
         self.metrics = metrics
         self.summary = summary
-        self._new_dlq_unit = new_dlq_unit
         self._resubmits: dict[int, int] = {}
-        # Batches that will never settle because the service is stopping for them.
-        self.abandoned: set[int] = set()
+
+    def release(self, batch_id: int) -> None:
+        """Stop carrying ``batch_id``'s rows forward."""
+        if self.carry is not None:
+            self.carry.release(batch_id)
+
+    def cancel(self, units: set[int]) -> None:
+        """The batches among ``units`` will not settle here (rebalance, shutdown)."""
+        for unit in units:
+            if unit_kind(unit) is UnitKind.BATCH:
+                self.uploads.cancel(unit)
+                self.release(unit)
 
     def on_bulk_result(self, result: BulkResult) -> None:
         """A batch upload finished: settle, follow, or dead-letter it."""
@@ -111,10 +80,10 @@ class Outcomes:
             "outcome": result.outcome,
             "resubmission": result.resubmission,
         }
-        if result.outcome == "accepted":
+        if result.outcome is BulkOutcome.ACCEPTED:
             assert result.accepted is not None
             if not result.resubmission:
-                self.ledger.settle(bid)
+                self.settling.batch_accepted(bid)
                 self.summary.batches_accepted += 1
                 self.summary.rows_accepted += batch.row_count
                 if m is not None:
@@ -127,13 +96,12 @@ class Outcomes:
             if self.tracker is not None:
                 resubmits = self._resubmits.get(bid, 0) if result.resubmission else 0
                 self.tracker.track(batch, result.accepted.batch_status_url, resubmits)
-            elif self.carry is not None:
+            else:
                 # Nobody follows batch status: acceptance is the best completion signal left.
-                self.carry.release(bid)
+                self.release(bid)
             return
-        if self.carry is not None:
-            self.carry.release(bid)
-        if result.outcome == "cancelled":
+        self.release(bid)
+        if result.outcome is BulkOutcome.CANCELLED:
             if m is not None:
                 m.batches.labels(batch.id_type.value, "cancelled").inc()
             log.warning("batch cancelled before it settled", extra={"fields": fields})
@@ -145,20 +113,23 @@ class Outcomes:
             m.batches.labels(batch.id_type.value, "rejected").inc()
         self.summary.batches_rejected += 1
         if self.settings.on_rejected == "stop":
-            self.abandoned.add(bid)
+            self.settling.abandon(bid)
             raise FatalError(f"batch {bid} rejected by Target: {result.error}")
         self._dead_letter_rows(batch, "batch_rejected", result.error, unit=bid)
 
-    def _dead_letter_rows(self, batch: BatchFile, reason: str, error: str, unit: int) -> None:
-        """One dead letter per profile row of ``batch``; ``unit`` settles when all landed."""
+    def _dead_letter_rows(
+        self, batch: BatchFile, reason: str, error: str, unit: int | None
+    ) -> None:
+        """One dead letter per profile row of ``batch``; ``unit`` (None: a new one) settles
+        when all landed."""
         id_type, rows = decode_batch(batch.body)
-        sent = 0
+        letters = []
         for profile_id, attributes in rows:
             value = json.dumps(
                 {"id_type": id_type.value, "id": profile_id, "attributes": attributes},
                 ensure_ascii=False,
             ).encode("utf-8")
-            self.dlq.send(
+            letters.append(
                 DeadLetter(
                     key=profile_id.encode("utf-8"),
                     value=value,
@@ -167,13 +138,10 @@ class Outcomes:
                     error_class="PermanentError" if reason == "batch_rejected" else "BatchStuck",
                     message=error,
                     extra_headers=(("batch.id", str(batch.batch_id)),),
-                ),
-                unit,
+                )
             )
-            sent += 1
-        self.summary.dead_letters += sent
-        if sent == 0:
-            self.ledger.settle(unit)
+        self.summary.dead_letters += len(letters)
+        self.settling.dead_letter_rows(letters, unit)
 
     def on_status(self, outcome: StatusOutcome) -> None:
         """A batch reached a final status: release, resubmit, or dead-letter its rows."""
@@ -197,10 +165,9 @@ class Outcomes:
                 failed=status.failed,
                 not_found=status.not_found,
             )
-        if outcome.outcome == "complete":
+        if outcome.outcome is FinalStatus.COMPLETE:
             log.info("batch complete", extra={"fields": fields})
-            if self.carry is not None:
-                self.carry.release(outcome.batch_id)
+            self.release(outcome.batch_id)
             self._resubmits.pop(outcome.batch_id, None)
             return
         batch = self._still_owned(outcome.batch) if outcome.batch is not None else None
@@ -208,19 +175,17 @@ class Outcomes:
             # Every row was sent again by a later batch (which carried it forward).
             log.info("stuck batch superseded by later batches", extra={"fields": fields})
             self._resubmits.pop(outcome.batch_id, None)
-            if self.carry is not None:
-                self.carry.release(outcome.batch_id)
+            self.release(outcome.batch_id)
             return
         if batch is not None and outcome.resubmits < self.settings.status_max_resubmits:
             log.warning("batch not completing, resubmitting", extra={"fields": fields})
             if m is not None:
                 m.batch_resubmissions.inc()
             self._resubmits[batch.batch_id] = outcome.resubmits + 1
-            self.sender.submit(batch, resubmission=True)
+            self.uploads.add_resubmission(batch)
             return
         self._resubmits.pop(outcome.batch_id, None)
-        if self.carry is not None:
-            self.carry.release(outcome.batch_id)
+        self.release(outcome.batch_id)
         if batch is None:
             log.error(
                 "batch stuck and its bytes were not retained; cannot dead-letter rows",
@@ -228,9 +193,7 @@ class Outcomes:
             )
             return
         log.error("batch stuck after resubmissions, rows to the DLQ", extra={"fields": fields})
-        self._dead_letter_rows(
-            batch, "batch_stuck", f"batch status {outcome.outcome}", unit=self._new_dlq_unit()
-        )
+        self._dead_letter_rows(batch, "batch_stuck", f"batch status {outcome.outcome}", unit=None)
 
     def _still_owned(self, batch: BatchFile) -> BatchFile | None:
         """``batch`` without the rows a later batch has sent again, None if nothing is left.

@@ -10,11 +10,11 @@ write; a failed write is retried and holds the offset back meanwhile.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from consumer.clock import Clock, SystemClock
 from consumer.core.model import DeadLetter
 from consumer.errors import FatalError
 from consumer.metrics import Metrics
@@ -45,7 +45,10 @@ def headers_for(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
 
 
 class DeadLetterQueue:
-    """Writes dead letters; calls ``on_settled(unit)`` when every letter of a unit landed."""
+    """Writes dead letters; calls ``on_settled(unit)`` when every letter of a unit landed.
+
+    The ``DeadLetterSink`` seam of consumer/core/seams.py.
+    """
 
     def __init__(
         self,
@@ -53,7 +56,9 @@ class DeadLetterQueue:
         topic: str,
         on_settled: Callable[[int], None],
         metrics: Metrics | None,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or SystemClock()
         try:
             self._producer = Producer(
                 {**config, "logger": logging.getLogger("profile_sync.librdkafka")}
@@ -83,7 +88,7 @@ class DeadLetterQueue:
                 )
                 if self._metrics is not None:
                     self._metrics.dead_letter_failures.inc()
-                self._retry.append((time.monotonic() + RETRY_SECONDS, letter, unit))
+                self._retry.append((self._clock.monotonic() + RETRY_SECONDS, letter, unit))
                 return
             if self._metrics is not None:
                 self._metrics.dead_letters.labels(letter.stage, letter.reason).inc()
@@ -111,7 +116,7 @@ class DeadLetterQueue:
         """Serve delivery reports (on the caller's thread) and retry failed writes."""
         self._producer.poll(0)
         if self._retry:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             due = [r for r in self._retry if r[0] <= now]
             self._retry = [r for r in self._retry if r[0] > now]
             for _, letter, unit in due:
@@ -119,9 +124,9 @@ class DeadLetterQueue:
 
     def flush(self, timeout: float) -> int:
         """Wait for outstanding writes; returns how many are still undelivered."""
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         while True:
             self.poll()
-            remaining = self._producer.flush(max(0.0, min(0.2, deadline - time.monotonic())))
-            if (remaining == 0 and not self._retry) or time.monotonic() >= deadline:
+            remaining = self._producer.flush(max(0.0, min(0.2, deadline - self._clock.monotonic())))
+            if (remaining == 0 and not self._retry) or self._clock.monotonic() >= deadline:
                 return remaining + len(self._retry)

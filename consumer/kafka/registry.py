@@ -19,6 +19,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.serde import SchemaId
 
+from consumer.clock import Clock, SystemClock
 from consumer.config import Settings
 from consumer.errors import DecodeError, FatalError
 
@@ -31,7 +32,8 @@ REGISTRY_OUTAGE_SECONDS = 60.0
 class RegistrySchemas:
     """``decode.WriterSchemas`` backed by a Schema Registry."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
         conf: dict[str, Any] = {"url": settings.schema_registry_url}
         user_info = settings.schema_registry_user_info.reveal()
         if user_info:
@@ -51,7 +53,7 @@ class RegistrySchemas:
         return int(schema_id.id)
 
     def schema_for(self, schema_id: int) -> dict[str, Any]:
-        deadline = time.monotonic() + REGISTRY_OUTAGE_SECONDS
+        deadline = self._clock.monotonic() + REGISTRY_OUTAGE_SECONDS
         delay = 0.5
         while True:
             try:
@@ -65,7 +67,7 @@ class RegistrySchemas:
                 error: Exception = exc
             except Exception as exc:  # network errors from the registry client
                 error = exc
-            if time.monotonic() >= deadline:
+            if self._clock.monotonic() >= deadline:
                 raise FatalError(f"schema registry unreachable: {type(error).__name__}") from error
             log.warning(
                 "schema registry call failed, retrying",

@@ -1,7 +1,8 @@
 """The Kafka edge: the consumer, its rebalance callbacks, offsets, lag and pause state.
 
-Only this module (and the DLQ producer) imports confluent_kafka. The pipeline sees
-``TopicPartition`` values and plain callbacks. Offsets are *stored* when settled
+Only this module (and the DLQ producer) imports confluent_kafka. It implements the
+``Source`` seam of consumer/core/seams.py: the core sees ``Record``s, ``TopicPartition``
+values and plain callbacks, never a confluent-kafka ``Message``. Offsets are *stored* when settled
 (``enable.auto.offset.store=false``) and librdkafka's auto-commit sends them; rebalance
 and shutdown commit synchronously.
 """
@@ -11,20 +12,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from consumer.config import librdkafka_problem
 from consumer.core.model import TopicPartition
+from consumer.core.seams import PartitionsCallback, Record
 from consumer.errors import ConfigError, FatalError
 from consumer.metrics import Metrics
 
 log = logging.getLogger("profile_sync.source")
-
-PartitionsCallback = Callable[[set[TopicPartition]], None]
 
 
 def _ours(partitions: list[KafkaTopicPartition]) -> set[TopicPartition]:
@@ -127,19 +126,36 @@ class KafkaSource:
             "kafka client error", extra={"fields": {"error": err.str(), "code": err.name()}}
         )
 
-    # -- used by the pipeline
+    # -- used by the loop
 
-    def consume(self, max_messages: int, timeout: float) -> list[Message]:
+    def consume(self, max_records: int, timeout: float) -> list[Record]:
+        """Up to ``max_records`` records; error events are handled here, not returned."""
         if self._fatal:
             raise FatalError(f"kafka client entered a fatal state: {self._fatal}")
         if self._rewind:
             self._do_rewind()
         try:
-            return self._consumer.consume(max_messages, timeout)
+            messages = self._consumer.consume(max_records, timeout)
         except KafkaException as exc:
             raise FatalError(f"kafka consume failed: {exc.args[0].str()}") from exc
+        # The hot path (~40k records/s): tuple.__new__ skips the NamedTuple's Python-level
+        # __new__. Topic, partition and offset are None only on error events, left out here.
+        new = tuple.__new__
+        records: list[Record] = [
+            new(
+                Record, (m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1])
+            )
+            for m in messages
+            if m.error() is None
+        ]
+        if len(records) < len(messages):
+            for m in messages:
+                err = m.error()
+                if err is not None:
+                    self._handle_error(err)
+        return records
 
-    def handle_error(self, err: KafkaError) -> None:
+    def _handle_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
             return
         if err.fatal():

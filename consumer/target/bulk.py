@@ -18,11 +18,12 @@ import logging
 import queue
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from consumer.backoff import Backoff
+from consumer.clock import Clock, SystemClock
 from consumer.core.model import BatchFile, IdType
 from consumer.errors import PermanentError, RetryableError
 from consumer.metrics import Metrics
@@ -31,15 +32,23 @@ from consumer.target.api import BulkAccepted
 log = logging.getLogger("profile_sync.sender")
 
 
+class BulkOutcome(StrEnum):
+    """How an upload ended (the value is the ``outcome`` label and log field)."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # Target said no for good
+    CANCELLED = "cancelled"  # its partitions were revoked or the service stopped
+
+
 @dataclass(frozen=True, slots=True)
 class BulkResult:
     batch: BatchFile
-    outcome: str  # accepted | rejected | cancelled
+    outcome: BulkOutcome
     accepted: BulkAccepted | None
     error: str
     attempts: int
     resubmission: bool
-    finished_at: float  # time.time()
+    finished_at: float  # wall-clock seconds (Clock.time)
 
 
 class _Job:
@@ -52,14 +61,18 @@ class _Job:
 
 
 class BulkSender:
+    """The ``Uploads`` seam of consumer/core/seams.py over Target's Bulk API."""
+
     def __init__(
         self,
         post: Callable[[BatchFile], BulkAccepted],
         backoff: Backoff,
         metrics: Metrics | None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._post = post
+        self._clock = clock or SystemClock()
         self._backoff = backoff
         self._metrics = metrics
         self._rng = rng or random.Random()
@@ -77,16 +90,20 @@ class BulkSender:
         for thread in self._threads:
             thread.start()
 
-    @property
-    def in_flight(self) -> int:
-        with self._lock:
-            return len(self._active)
-
     def submit(self, batch: BatchFile, resubmission: bool = False) -> None:
         job = _Job(batch, resubmission)
         with self._lock:
             self._active[batch.batch_id] = job
         self._jobs[batch.id_type].put(job)
+
+    def next_result(self, timeout: float = 0.0) -> BulkResult | None:
+        """A finished upload, waiting up to ``timeout`` seconds; None if there is none."""
+        try:
+            if timeout <= 0:
+                return self.results.get_nowait()
+            return self.results.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def cancel(self, batch_id: int) -> None:
         with self._lock:
@@ -142,12 +159,18 @@ class BulkSender:
                 job.cancelled.wait(delay)
                 continue
             except PermanentError as exc:
-                return BulkResult(
-                    batch, "rejected", None, str(exc), attempt, job.resubmission, time.time()
-                )
-            return BulkResult(
-                batch, "accepted", accepted, "", attempt, job.resubmission, time.time()
-            )
+                return self._result(job, BulkOutcome.REJECTED, None, str(exc), attempt)
+            return self._result(job, BulkOutcome.ACCEPTED, accepted, "", attempt)
+        return self._result(job, BulkOutcome.CANCELLED, None, error or "cancelled", attempt)
+
+    def _result(
+        self,
+        job: _Job,
+        outcome: BulkOutcome,
+        accepted: BulkAccepted | None,
+        error: str,
+        attempts: int,
+    ) -> BulkResult:
         return BulkResult(
-            batch, "cancelled", None, error or "cancelled", attempt, job.resubmission, time.time()
+            job.batch, outcome, accepted, error, attempts, job.resubmission, self._clock.time()
         )

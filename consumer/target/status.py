@@ -17,10 +17,11 @@ import heapq
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
+from consumer.clock import Clock, SystemClock
 from consumer.core.model import BatchFile
 from consumer.errors import TargetError
 from consumer.target.api import BatchStatus
@@ -28,10 +29,18 @@ from consumer.target.api import BatchStatus
 log = logging.getLogger("profile_sync.status")
 
 
+class FinalStatus(StrEnum):
+    """How following a batch ended (the value is the ``outcome`` label and log field)."""
+
+    COMPLETE = "complete"
+    STUCK = "stuck"
+    TIMEOUT = "timeout"  # not final within the maximum age
+
+
 @dataclass(frozen=True, slots=True)
 class StatusOutcome:
     batch_id: int
-    outcome: str  # complete | stuck | timeout
+    outcome: FinalStatus
     status: BatchStatus | None
     batch: BatchFile | None  # the retained bytes, None if dropped for the byte budget
     resubmits: int
@@ -58,14 +67,14 @@ class StatusTracker:
         poll_max: float,
         max_age: float,
         retain_max_bytes: int,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self._get_status = get_status
         self._poll_initial = poll_initial
         self._poll_max = poll_max
         self._max_age = max_age
         self._retain_max_bytes = retain_max_bytes
-        self._clock = clock
+        self._clock = (clock or SystemClock()).monotonic
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._heap: list[tuple[float, int, _Tracked]] = []
@@ -81,6 +90,12 @@ class StatusTracker:
     def tracked(self) -> int:
         with self._lock:
             return len(self._heap)
+
+    def next_outcome(self) -> StatusOutcome | None:
+        try:
+            return self.outcomes.get_nowait()
+        except queue.Empty:
+            return None
 
     def track(self, batch: BatchFile, url: str, resubmits: int = 0) -> None:
         if not url:
@@ -148,9 +163,9 @@ class StatusTracker:
         now = self._clock()
         final = None
         if status is not None and status.status in ("complete", "stuck"):
-            final = status.status
+            final = FinalStatus(status.status)
         elif now - item.accepted_at >= self._max_age:
-            final = "timeout"
+            final = FinalStatus.TIMEOUT
         with self._lock:
             if final is None:
                 item.interval = min(self._poll_max, item.interval * 2)

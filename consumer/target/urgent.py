@@ -17,10 +17,11 @@ import os
 import queue
 import random
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
+from enum import StrEnum
 
 from consumer.backoff import Backoff
+from consumer.clock import Clock, SystemClock
 from consumer.core.model import IdType, ProfileUpdate
 from consumer.errors import PermanentError, RetryableError
 from consumer.metrics import Metrics
@@ -30,6 +31,21 @@ from consumer.target.quota import RollingBudget
 log = logging.getLogger("profile_sync.single")
 
 SingleCall = Callable[[IdType, str, dict[str, str]], None]
+
+
+class SingleOutcome(StrEnum):
+    """What became of an urgent event's single call (the ``outcome`` metric label)."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED_INVALID_ID = "skipped_invalid_id"
+    SKIPPED_TOO_LARGE = "skipped_too_large"
+    SKIPPED_QUEUE_FULL = "skipped_queue_full"
+    SKIPPED_QUOTA = "skipped_quota"
+    SKIPPED_STALE = "skipped_stale"
+    SKIPPED_SUPERSEDED = "skipped_superseded"
+    SKIPPED_SHUTDOWN = "skipped_shutdown"
 
 
 class SingleUpdater:
@@ -43,9 +59,12 @@ class SingleUpdater:
         max_attempts: int,
         backoff: Backoff,
         metrics: Metrics | None,
-        superseded: Callable[[int], bool],
+        superseded: Container[int],
         state_file: str = "",
+        clock: Clock | None = None,
     ) -> None:
+        """``superseded`` holds the ids of batches already cut (consumer/core/uploads.py):
+        an urgent event whose batch is among them travels with it, no single call needed."""
         self._call = call
         self.budget = budget
         self._max_attempts = max_attempts
@@ -53,6 +72,7 @@ class SingleUpdater:
         self._metrics = metrics
         self._superseded = superseded
         self._state_file = state_file
+        self._clock = clock or SystemClock()
         self._queue: queue.Queue[tuple[ProfileUpdate, int] | None] = queue.Queue(queue_max)
         self._stopping = threading.Event()
         self._rng = random.Random()
@@ -65,20 +85,20 @@ class SingleUpdater:
 
     # -- consume-loop side
 
-    def offer(self, update: ProfileUpdate, batch_id: int, now: float) -> str:
+    def offer(self, update: ProfileUpdate, batch_id: int, now: float) -> SingleOutcome:
         """Queue a single update for an URGENT event, or say why not (the outcome label)."""
         if not single_id_allowed(update.profile_id):
-            return "skipped_invalid_id"
+            return SingleOutcome.SKIPPED_INVALID_ID
         if len(single_query(update.id_type, update.profile_id, update.attributes)) > (
             SINGLE_POST_MAX_BYTES - 1024
         ):
-            return "skipped_too_large"
+            return SingleOutcome.SKIPPED_TOO_LARGE
         if self._queue.full():
-            return "skipped_queue_full"
+            return SingleOutcome.SKIPPED_QUEUE_FULL
         if not self.budget.try_spend(now):
-            return "skipped_quota"
+            return SingleOutcome.SKIPPED_QUOTA
         self._queue.put_nowait((update, batch_id))
-        return "queued"
+        return SingleOutcome.QUEUED
 
     def save_state(self) -> None:
         """Persist the budget's spend (atomic rename) so a restart cannot overrun it."""
@@ -111,14 +131,14 @@ class SingleUpdater:
                 self._queue.put_nowait(None)
             except queue.Full:
                 break
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
+            t.join(max(0.0, deadline - self._clock.monotonic()))
         self.save_state()
 
     # -- workers
 
-    def _count(self, outcome: str) -> None:
+    def _count(self, outcome: SingleOutcome) -> None:
         if self._metrics is not None:
             self._metrics.single_updates.labels(outcome).inc()
 
@@ -133,11 +153,11 @@ class SingleUpdater:
     def _send(self, update: ProfileUpdate, batch_id: int) -> None:
         for attempt in range(1, self._max_attempts + 1):
             if self._stopping.is_set():
-                self._count("skipped_shutdown")
+                self._count(SingleOutcome.SKIPPED_SHUTDOWN)
                 return
-            if self._superseded(batch_id):
+            if batch_id in self._superseded:
                 # Its bulk batch is already on its way: a late single call adds nothing.
-                self._count("skipped_superseded")
+                self._count(SingleOutcome.SKIPPED_SUPERSEDED)
                 return
             try:
                 self._call(update.id_type, update.profile_id, update.attributes)
@@ -148,15 +168,15 @@ class SingleUpdater:
                     self._stopping.wait(self._backoff.delay(attempt, exc.retry_after, self._rng))
                     continue
                 log.warning("single update gave up", extra={"fields": {"error": str(exc)}})
-                self._count("failed")
+                self._count(SingleOutcome.FAILED)
                 return
             except PermanentError as exc:
                 log.warning("single update rejected", extra={"fields": {"error": str(exc)}})
-                self._count("failed")
+                self._count(SingleOutcome.FAILED)
                 return
-            self._count("sent")
+            self._count(SingleOutcome.SENT)
             if self._metrics is not None:
                 self._metrics.urgent_delay.observe(
-                    max(0.0, time.time() - update.occurred_at / 1000)
+                    max(0.0, self._clock.time() - update.occurred_at / 1000)
                 )
             return

@@ -17,19 +17,9 @@ from consumer.health import Health, HealthServer
 from consumer.metrics import Metrics
 from tests.integration.conftest import Stack
 from tests.integration.service import Service, wait_for
+from tests.utils import FakeClock
 
 pytestmark = pytest.mark.integration
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_700_000_000.0 + self.now
 
 
 @pytest.fixture

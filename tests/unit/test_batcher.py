@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from consumer.core.batcher import STALE, TOO_LARGE, Batcher, BatchLimits
 from consumer.core.carry import CarryForward
-from consumer.core.ledger import SETTLED
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import MAX_PROFILE_BYTES, to_update
 from consumer.target.wire import header_line
@@ -196,11 +195,6 @@ class _Model:
             if entry is not None and entry.batch_id == batch_id:
                 entry.pending = False
 
-    def discard_all(self) -> list[int]:
-        dropped = [self.buffers[t].batch_id for t in IdType]
-        self.buffers = {t: self._new(t) for t in IdType}
-        return dropped
-
 
 # ---------------------------------------------------------------- strategies
 
@@ -230,7 +224,6 @@ _action = st.one_of(
     st.tuples(st.just("release"), st.integers(0, 3)),
     st.tuples(st.just("release"), st.integers(0, 3)),
     st.tuples(st.just("cut_all"), st.none()),
-    st.tuples(st.just("discard"), st.none()),
 )
 _limits = st.builds(
     BatchLimits,
@@ -298,8 +291,6 @@ def test_batcher_matches_a_model_that_renders_every_file_from_scratch(
         elif kind == "cut_all":
             real.cut_all("shutdown")
             model.cut_all("shutdown")
-        elif kind == "discard":
-            assert real.discard_all() == model.discard_all()
 
         ready, expected = real.take_ready(), model.ready
         model.ready = []
@@ -310,7 +301,6 @@ def test_batcher_matches_a_model_that_renders_every_file_from_scratch(
         # Incremental size tracking equals the size of the file as it would be cut now.
         assert real.buffered_bytes == sum(len(b.render()) for b in model.buffers.values())
         assert real.buffered_rows_by_type() == {t: len(b.rows) for t, b in model.buffers.items()}
-        assert real.open_batch_ids() == [model.buffers[t].batch_id for t in IdType]
         starts = [b.started_at for b in model.buffers.values() if b.rows]
         assert real.oldest_started_at() == (min(starts) if starts else None)
         if carry is not None:
@@ -627,9 +617,8 @@ def test_an_event_older_than_everything_sent_for_its_profile_adds_no_row() -> No
     [first] = cut(batcher)
     carry.release(first.batch_id)
     size = batcher.buffered_bytes
-    # Nothing to send and nothing to wait for: settled at once, like a skipped event.
+    # Nothing to send and nothing to wait for (the intake settles it at once: test_loop.py).
     assert batcher.add(make_update("p", {"tier": "silver"}, occurred_at=100, tp=POS0), 0) == STALE
-    assert STALE == SETTLED
     assert (batcher.buffered_rows, batcher.buffered_bytes) == (0, size)
     assert cut(batcher) == []  # no file "batch=thirdPartyId\np\n", which Target rejects
 
@@ -662,13 +651,3 @@ def test_without_carry_forward_a_row_holds_only_its_own_attributes() -> None:
     cut(batcher)
     batcher.add(make_update("p", {"city": "Lyon"}), 0)
     assert rows_of(cut(batcher)[0]) == {"p": {"city": "Lyon"}}
-
-
-def test_discarded_rows_are_never_cut() -> None:
-    batcher = Batcher(BIG)
-    open_ids = batcher.open_batch_ids()
-    batcher.add(make_update("p", {"a": "1"}), 0)
-    assert batcher.discard_all() == open_ids
-    assert batcher.buffered_rows == 0
-    assert cut(batcher) == []
-    assert not set(batcher.open_batch_ids()) & set(open_ids)

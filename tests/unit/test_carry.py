@@ -28,7 +28,7 @@ def test_a_pending_row_is_carried_as_a_copy() -> None:
     seeded["tier"] = cell("changed")  # a new row mutates its seed...
     assert carry.seed(T3P, "p") == {"tier": cell("gold")}  # ...not the memory
     assert carry.seed(PC, "p") is None  # the id type is part of the profile's identity
-    assert (len(carry), carry.pending_profiles, carry.pending_batches()) == (2, 2, 1)
+    assert (len(carry), carry.pending_profiles) == (2, 2)
 
 
 def test_a_later_row_replaces_what_is_carried() -> None:
@@ -45,7 +45,7 @@ def test_a_complete_batch_is_no_longer_carried_but_still_guards() -> None:
     assert carry.release(1) == 2
     assert carry.seed(T3P, "p") is None
     assert carry.guard(T3P, "p") == {"tier": cell("gold", 200)}
-    assert (len(carry), carry.pending_profiles, carry.pending_batches()) == (2, 0, 0)
+    assert (len(carry), carry.pending_profiles) == (2, 0)
     assert carry.release(1) == 0  # releasing twice changes nothing
 
 

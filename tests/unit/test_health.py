@@ -6,20 +6,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.health import Health
 from consumer.metrics import Metrics
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_700_000_000.0 + self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.utils import FakeClock
 
 
 def test_live_during_start_up_until_the_timeout() -> None:

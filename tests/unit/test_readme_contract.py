@@ -55,3 +55,47 @@ def test_every_metric_is_documented() -> None:
     documented = set(re.findall(r"^\| `(profile_sync_[a-z_]+)` \|", README, flags=re.M))
     assert exported - documented == set(), f"undocumented metrics: {exported - documented}"
     assert documented - exported == set(), f"documented but not exported: {documented - exported}"
+
+
+def _readme_layout_table() -> str:
+    section = README.split("## Layout", 1)[1]
+    start = section.index("| path | what |")
+    end = section.index("\n\n", start)
+    return section[start:end]
+
+
+def _layout_paths() -> list[str]:
+    """Every path the layout table names; ``a/b.py``, ``c.py`` in one cell share a folder."""
+    paths = []
+    for line in _readme_layout_table().splitlines()[2:]:
+        cell = line.split("|")[1]
+        folder = ""
+        for name in re.findall(r"`([^`]+)`", cell):
+            if "/" not in name and folder and name.endswith(".py"):
+                name = folder + name
+            elif "/" in name:
+                folder = name if name.endswith("/") else name.rsplit("/", 1)[0] + "/"
+            paths.append(name)
+    return paths
+
+
+def test_every_path_in_the_layout_table_exists() -> None:
+    root = Path(__file__).resolve().parents[2]
+    missing = [p for p in _layout_paths() if not (root / p).exists()]
+    assert not missing, f"README layout names paths that do not exist: {missing}"
+
+
+def test_every_module_of_the_service_is_in_the_layout_table() -> None:
+    root = Path(__file__).resolve().parents[2]
+    listed = set(_layout_paths())
+    # A listed folder covers what is inside it, unless one of its modules is listed by name.
+    missing = []
+    for module in sorted((root / "consumer").rglob("*.py")):
+        rel = module.relative_to(root).as_posix()
+        if module.name in {"__init__.py", "__main__.py"} or rel in listed:
+            continue
+        parent = rel.rsplit("/", 1)[0] + "/"
+        if parent in listed and not any(p.startswith(parent) and p != parent for p in listed):
+            continue
+        missing.append(rel)
+    assert not missing, f"modules missing from the README layout table: {missing}"

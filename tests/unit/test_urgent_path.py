@@ -9,6 +9,7 @@ import pytest
 
 from consumer.backoff import Backoff
 from consumer.core.model import IdType, Priority, ProfileUpdate, TopicPartition
+from consumer.core.uploads import CutBatches
 from consumer.errors import PermanentError, RetryableError
 from consumer.target.api import (
     check_status,
@@ -86,7 +87,7 @@ def _updater(call: _Calls, limit: int = 100, attempts: int = 3) -> SingleUpdater
         max_attempts=attempts,
         backoff=Backoff(0.001, 0.002),
         metrics=None,
-        superseded=lambda batch_id: False,
+        superseded=CutBatches(),
     )
 
 

@@ -16,24 +16,7 @@ import httpx
 from emulator.app import EmulatorApp
 from emulator.client import EmulatorControl
 from emulator.config import EmulatorConfig
-
-
-class FakeClock:
-    """Seconds that move only when told; ``sleep`` advances them (and is recorded)."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tests.utils import FakeClock
 
 
 def batch(header: str, *rows: str, newline: str = "\n") -> bytes:

@@ -1,0 +1,195 @@
+"""The consume loop: turns intake, uploads and settling in a fixed order.
+
+One thread owns everything that is not thread-safe (batcher, ledger, carry-forward, the
+dead-letter producer). HTTP happens on worker threads (uploads, single updates, batch
+status), which report back on queues this loop drains. Each ``turn``:
+
+1. consume up to ``consume_batch_size`` records and hand them to the intake (decode ->
+   validate -> batcher; poison to the DLQ, nothing-to-send settled at once, URGENT ones
+   offered to the single-update path);
+2. cut what is due (linger, memory) into the upload queue;
+3. submit from the upload queue within ``MAX_IN_FLIGHT_BATCHES``;
+4. drain upload results and final batch statuses into the outcomes (accepted batches
+   settle, rejected ones go to the DLQ, stuck ones are queued again);
+5. serve dead-letter confirmations (they settle their units);
+6. store the settled offsets (librdkafka auto-commits stored offsets);
+7. pause or resume consumption for backpressure (guarantee 7 in docs/guarantees.md);
+8. save the single-update budget now and then; set the gauges once.
+
+Rebalance and shutdown (consumer/core/rebalance.py) follow guarantees 9 and 10.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from consumer.clock import Clock
+from consumer.config import Settings
+from consumer.core import rebalance
+from consumer.core.batcher import Batcher
+from consumer.core.carry import CarryForward
+from consumer.core.decode import Decoder
+from consumer.core.gauges import set_gauges
+from consumer.core.intake import Intake
+from consumer.core.outcomes import Outcomes
+from consumer.core.seams import BatchFollower, Source, Uploads
+from consumer.core.settling import DeadLetterSinkFactory, Settling
+from consumer.core.summary import Summary
+from consumer.core.uploads import CutBatches, UploadQueue
+from consumer.metrics import Metrics
+from consumer.target.urgent import SingleUpdater
+
+log = logging.getLogger("profile_sync.pipeline")
+
+# How long one consume() call may block. librdkafka waits this long unless a whole
+# consume batch is ready, so it bounds the latency a trickle of urgent events sees
+# (bench/bench_urgent.py: p50 56 ms at 100 ms, 14 ms at 20 ms); an idle turn is cheap.
+POLL_TIMEOUT_SECONDS = 0.02
+# Consumption resumes once the buffer is back under this share of its byte bound.
+RESUME_RATIO = 0.8
+# How often the single-update budget is saved when it has a state file.
+QUOTA_SAVE_SECONDS = 10.0
+
+
+class Loop:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: Source,
+        decoder: Decoder,
+        batcher: Batcher,
+        carry: CarryForward | None,
+        uploads: Uploads,
+        dead_letter_sink: DeadLetterSinkFactory,
+        cut: CutBatches,
+        single: SingleUpdater | None,
+        tracker: BatchFollower | None,
+        metrics: Metrics | None,
+        clock: Clock,
+    ) -> None:
+        """``cut`` is shared with ``single`` (it skips calls for batches already cut)."""
+        self.settings = settings
+        self.source = source
+        self.batcher = batcher
+        self.carry = carry
+        self.single = single
+        self.tracker = tracker
+        self.metrics = metrics
+        self.clock = clock
+        self.summary = Summary(clock)
+        self.settling = Settling(dead_letter_sink)
+        self.uploads = UploadQueue(uploads, settings.max_in_flight_batches, cut)
+        self.intake = Intake(
+            decoder=decoder,
+            batcher=batcher,
+            settling=self.settling,
+            single=single,
+            metrics=metrics,
+            summary=self.summary,
+            clock=clock,
+        )
+        self.outcomes = Outcomes(
+            settings,
+            settling=self.settling,
+            uploads=self.uploads,
+            carry=carry,
+            tracker=tracker,
+            metrics=metrics,
+            summary=self.summary,
+        )
+        self.stopping = False
+        self.paused = False
+        self._last_quota_save = clock.monotonic()
+        self.assignment_changed_at = clock.monotonic()
+        source.on_assign = partial(rebalance.on_assign, self)
+        source.on_revoke = partial(rebalance.on_revoke, self)
+        source.on_lost = partial(rebalance.on_lost, self)
+
+    def shutdown(self) -> bool:
+        """Stop fetching, flush, settle, commit, close. True when everything settled."""
+        return rebalance.shutdown(self)
+
+    def turn(self, timeout: float = POLL_TIMEOUT_SECONDS) -> int:
+        """One turn of the loop (steps 1-8 above); returns how many records it consumed.
+
+        May raise ``FatalError`` (the Kafka client is unusable, or a rejected batch under
+        ``ON_REJECTED=stop``).
+        """
+        records = self.source.consume(self.settings.consume_batch_size, timeout)  # 1
+        if records:
+            self.intake.take(records)
+        now = self.clock.monotonic()
+        self.cut(now)  # 2
+        self.uploads.submit()  # 3
+        self.drain_results()  # 4
+        self.settling.poll()  # 5
+        self.settling.store(self.source)  # 6
+        self._backpressure()  # 7
+        if self.single is not None and now - self._last_quota_save >= QUOTA_SAVE_SECONDS:  # 8
+            self._last_quota_save = now
+            self.single.save_state()
+        if self.metrics is not None:
+            set_gauges(self, self.metrics, now)
+        return len(records)
+
+    def cut(self, now: float, trigger: str = "") -> None:
+        """Cut due batches (every non-empty one with ``trigger``) into the upload queue."""
+        batcher = self.batcher
+        if trigger:
+            batcher.cut_all(trigger)
+        else:
+            batcher.cut_due(now)
+            if batcher.buffered_bytes >= self.settings.buffer_max_bytes:
+                batcher.cut_all("memory")
+        ready = batcher.take_ready()
+        for batch in ready:
+            if self.metrics is not None:
+                t = batch.id_type.value
+                self.metrics.batches_flushed.labels(t, batch.trigger).inc()
+                self.metrics.batch_rows.labels(t).observe(batch.row_count)
+                self.metrics.batch_bytes.labels(t).observe(len(batch.body))
+                self.metrics.batch_events.labels(t).inc(batch.event_count)
+            log.info(
+                "batch cut",
+                extra={
+                    "fields": {
+                        "batch_id": batch.batch_id,
+                        "id_type": batch.id_type.value,
+                        "rows": batch.row_count,
+                        "events": batch.event_count,
+                        "bytes": len(batch.body),
+                        "trigger": batch.trigger,
+                    }
+                },
+            )
+        self.uploads.add_cut(ready)
+
+    def drain_results(self) -> None:
+        """Hand every finished upload and final batch status to the outcomes."""
+        while (result := self.uploads.next_result()) is not None:
+            self.outcomes.on_bulk_result(result)
+        if self.tracker is not None:
+            while (status := self.tracker.next_outcome()) is not None:
+                self.outcomes.on_status(status)
+
+    def drained(self) -> bool:
+        """Nothing buffered, nothing waiting or in flight, every consumed offset settled."""
+        return self.batcher.buffered_rows == 0 and not self.uploads.busy and self.settling.drained()
+
+    def _backpressure(self) -> None:
+        limit = self.settings.buffer_max_bytes
+        buffered = self.batcher.buffered_bytes
+        waiting = self.uploads.waiting
+        if (waiting or buffered >= limit) and not self.paused:
+            self.paused = True
+            self.source.pause_all()
+            log.info(
+                "consumption paused (backpressure)",
+                extra={"fields": {"outbox": waiting, "buffered_bytes": buffered}},
+            )
+        elif self.paused and not waiting and buffered < limit * RESUME_RATIO:
+            self.paused = False
+            self.source.resume_all()
+            log.info("consumption resumed")
