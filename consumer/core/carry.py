@@ -12,29 +12,31 @@ Once a batch is complete its rows are no longer carried, but their timestamps st
 (say the POS topic lagging behind the CRM topic) is still recognised as stale and
 dropped, so guarantee 2 (docs/guarantees.md) holds across batches too.
 
-Memory is bounded by a number of profiles; past it the least recently sent profiles are
-forgotten and counted as evictions. Pure logic: no I/O, no clock.
+What is remembered per profile is the compact row that was cut (consumer/core/buffer.py),
+shared with the cut batch's column names, not a copy. Memory is bounded by a number of
+profiles; past it the least recently sent profiles are forgotten and counted as evictions.
+Pure logic: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+from consumer.core.buffer import NO_SOURCE, Row, stamp, stamp_time
 from consumer.core.model import IdType
 
-# (encoded value, occurred_at ms, source partition id, raw UTF-8 size of name+value)
-Cell = tuple[str, int, int, int]
 _Key = tuple[IdType, str]
 
 
 class _Entry:
-    __slots__ = ("batch_id", "cells", "older", "pending")
+    __slots__ = ("batch_id", "names", "older", "pending", "row")
 
     def __init__(
-        self, batch_id: int, cells: dict[str, Cell], older: dict[str, Cell] | None
+        self, batch_id: int, names: list[str], row: Row, older: dict[str, int] | None
     ) -> None:
         self.batch_id = batch_id
-        self.cells = cells
+        self.names = names  # the cut batch's encoded column names; row.cols index them
+        self.row = row
         # Stamps of values sent in batches already complete; a row does not carry them, so
         # they must outlive later rows or a stale event could undo them.
         self.older = older
@@ -63,32 +65,39 @@ class CarryForward:
         """Profiles whose last batch is not known complete (their rows are carried)."""
         return self._pending
 
-    def seed(self, id_type: IdType, id_enc: str) -> dict[str, Cell] | None:
-        """A copy of the cells last sent for this profile, if a batch holding it is pending."""
+    def seed(self, id_type: IdType, id_enc: str) -> tuple[list[str], Row] | None:
+        """The row last sent for this profile and its batch's column names, if that batch
+        is pending (read-only: rows are immutable once cut)."""
         entry = self._entries.get((id_type, id_enc))
-        return dict(entry.cells) if entry is not None and entry.pending else None
+        return (entry.names, entry.row) if entry is not None and entry.pending else None
 
-    def guard(self, id_type: IdType, id_enc: str) -> dict[str, Cell] | None:
-        """The cells sent for this profile in batches already complete (read-only)."""
+    def guard(self, id_type: IdType, id_enc: str) -> dict[str, int] | None:
+        """Stamps by encoded name of what batches already complete sent (read-only)."""
         entry = self._entries.get((id_type, id_enc))
         return entry.older if entry is not None else None
 
-    def remember(self, batch_id: int, id_type: IdType, rows: dict[str, dict[str, Cell]]) -> None:
+    def remember(
+        self, batch_id: int, id_type: IdType, names: list[str], rows: dict[str, Row]
+    ) -> None:
         """Record the rows of a batch that was just cut (they include what they carried)."""
         if self.max_profiles <= 0:
             return
         entries = self._entries
         keys = []
-        for id_enc, cells in rows.items():
+        for id_enc, row in rows.items():
             key = (id_type, id_enc)
             old = entries.get(key)
             if old is not None and old.pending:
                 self._pending -= 1
-            entries[key] = _Entry(batch_id, cells, old.older if old is not None else None)
+            entries[key] = _Entry(batch_id, names, row, old.older if old is not None else None)
             entries.move_to_end(key)
             self._pending += 1
             keys.append(key)
         self._by_batch[batch_id] = keys
+        self._evict()
+
+    def _evict(self) -> None:
+        entries = self._entries
         while len(entries) > self.max_profiles:
             _, evicted = entries.popitem(last=False)
             if evicted.pending:
@@ -107,7 +116,9 @@ class CarryForward:
             entry = self._entries.get(key)
             if entry is not None and entry.batch_id == batch_id and entry.pending:
                 entry.pending = False
-                entry.older = {**entry.older, **entry.cells} if entry.older else entry.cells
+                names, row = entry.names, entry.row
+                sent = {names[ord(c)]: s for c, s in zip(row.cols, row.stamps, strict=True)}
+                entry.older = {**entry.older, **sent} if entry.older else sent
                 self._pending -= 1
                 released += 1
         return released
@@ -116,3 +127,26 @@ class CarryForward:
         """The batch that last sent this profile, None if it is not remembered."""
         entry = self._entries.get((id_type, id_enc))
         return entry.batch_id if entry is not None else None
+
+    def restore_guard(self, id_type: IdType, id_enc: str, occurred_at: dict[str, int]) -> None:
+        """Guard a profile with what another process sent for it: encoded attribute name ->
+        occurred_at of the newest value known applied (say, read back from a changelog).
+
+        Such stamps have no source partition of ours, so an older event from any partition
+        is stale against them. Stamps already known and newer are kept.
+        """
+        if self.max_profiles <= 0 or not occurred_at:
+            return
+        restored = {name: stamp(at, NO_SOURCE) for name, at in occurred_at.items()}
+        key = (id_type, id_enc)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry(0, [], Row("", "", (), None), None)
+            entry.pending = False
+            self._evict()
+        older = dict(entry.older or {})
+        for name, value in restored.items():
+            known = older.get(name)
+            if known is None or stamp_time(known) < stamp_time(value):
+                older[name] = value
+        entry.older = older
