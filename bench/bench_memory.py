@@ -2,8 +2,8 @@
 
 Starts ``profile-sync run`` with a linger long enough that nothing is cut (urgent path
 off), reads its RSS once it is assigned and idle, produces BENCH_EVENTS (300,000) sample
-events over BENCH_PROFILES (100,000) profiles, waits until every event is consumed, and
-reads the RSS again: (RSS buffered - RSS idle) / profiles buffered, next to the encoded
+events over BENCH_MEMORY_PROFILES (100,000) profiles, waits until every event is consumed
+and SETTLE_SECONDS more (steady state), and reads the RSS again: (RSS buffered - RSS idle) / profiles buffered, next to the encoded
 bytes the buffer holds (what PROFILE_SYNC_BUFFER_MAX_BYTES bounds).
 
 Environment: BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT,
@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import stack
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "300000"))
 PROFILES = int(os.environ.get("BENCH_MEMORY_PROFILES", "100000"))
+SETTLE_SECONDS = 6.0
 
 
 def main() -> None:
@@ -50,6 +52,8 @@ def main() -> None:
                 300,
                 "consumed",
             )
+            # Steady state: the service hands freed heap back every 5 s (consumer/memory.py).
+            time.sleep(SETTLE_SECONDS)
             rows = stack.scrape(port, "profile_sync_buffer_rows")
             encoded = stack.scrape(port, "profile_sync_buffer_bytes")
             full = stack.rss_bytes(service.pid)

@@ -13,12 +13,13 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from consumer import config, logs
+from consumer import config, logs, memory
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
 from consumer.core.batcher import Batcher, BatchLimits
@@ -184,6 +185,8 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     )
     loop, client = build_loop(settings, metrics, clock)
     _install_signals(loop)
+    stop_trimming = threading.Event()
+    memory.start_trimming(stop_trimming)
     idle_since = clock.monotonic()
     code = 0
     try:
@@ -213,6 +216,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         log.error("fatal error during shutdown", extra={"fields": {"error": str(exc)}})
         settled, code = False, EXIT_FATAL
     finally:
+        stop_trimming.set()
         client.close()
         server.stop()
     result = loop.summary.as_dict()
