@@ -14,7 +14,8 @@ the default) one extra service run under pyinstrument showing where its loop thr
 its time.
 
 Environment: BENCH_EVENTS (300,000), BENCH_PROFILES (60,000), BENCH_ROUNDS,
-BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT, 29392).
+BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT, 29592),
+BENCH_BEFORE (a commit whose service is measured in the same rounds, e.g. main).
 Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_ceiling.py`.
 """
 
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import stack
@@ -35,6 +37,8 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "300000"))
 PROFILES = int(os.environ.get("BENCH_PROFILES", "60000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") == "1"
+# An older commit to measure in the same rounds (before/after), e.g. BENCH_BEFORE=main.
+BEFORE = os.environ.get("BENCH_BEFORE", "")
 
 
 # -- the ceiling loop (runs in its own process: `bench_ceiling.py --ceiling ...`)
@@ -109,6 +113,18 @@ def ceiling(bootstrap: str, topics: list[str], expected: int) -> dict[str, Any]:
 # -- the driver
 
 
+def checkout(ref: str) -> Path:
+    """``ref``'s tree under .local/bench-trees/ (its service runs from there)."""
+    where = stack.REPO / ".local" / "bench-trees" / ref.replace("/", "_")
+    if not where.exists():
+        where.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", ref], cwd=stack.REPO, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
 def run_ceiling(bootstrap: str, topics: list[str]) -> float:
     done = subprocess.run(
         [sys.executable, __file__, "--ceiling", bootstrap, ",".join(topics[:2]), str(EVENTS)],
@@ -121,12 +137,14 @@ def run_ceiling(bootstrap: str, topics: list[str]) -> float:
 
 
 def run_service(
-    bootstrap: str, topics: list[str], url: str, *wrap: str
+    bootstrap: str, topics: list[str], url: str, *wrap: str, tree: Path = stack.REPO
 ) -> tuple[float, dict[str, Any]]:
-    """CPU seconds of one ``profile-sync run --exit-when-idle`` over ``topics``."""
+    """CPU seconds of one ``profile-sync run --exit-when-idle`` over ``topics``, with the
+    service of ``tree`` (this one, or an older checkout)."""
     env = stack.service_env(
         bootstrap, topics, url, batch_linger_seconds="1", single_enabled="false"
     )
+    env["PYTHONPATH"] = str(tree)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, *wrap, "-m", "consumer", "run", "--exit-when-idle", "3", "--summary"],
@@ -134,7 +152,7 @@ def run_service(
         capture_output=True,
         text=True,
         check=True,
-        cwd=stack.REPO,
+        cwd=tree,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -143,7 +161,7 @@ def run_service(
 
 
 def main() -> None:
-    with stack.broker(29392) as bootstrap, stack.emulator() as url:
+    with stack.broker(29592) as bootstrap, stack.emulator() as url:
         topics = stack.new_topics("bench.ceiling")
         empty = stack.new_topics("bench.empty")
         stack.create_topics(bootstrap, topics + empty, 6)
@@ -154,6 +172,8 @@ def main() -> None:
         )
         ceil_rates: list[float] = []
         svc_rates: list[float] = []
+        before_rates: list[float] = []
+        before = checkout(BEFORE) if BEFORE else None
         for n in range(ROUNDS):
             ceil_cpu = run_ceiling(bootstrap, topics)
             svc_cpu, summary = run_service(bootstrap, topics, url)
@@ -167,6 +187,21 @@ def main() -> None:
                 f"service {svc_rates[-1]:>8,.0f} ev/CPU-s ({svc_cpu:.2f} s - {idle_cpu:.2f} s "
                 f"start-up/idle)   ratio {svc_rates[-1] / ceil_rates[-1]:.2f}   "
                 f"load {stack.load_average()}"
+            )
+            if before is not None:
+                old_cpu, old = run_service(bootstrap, topics, url, tree=before)
+                assert old["events_consumed"] == EVENTS, old
+                old_idle, _ = run_service(bootstrap, empty, url, tree=before)
+                before_rates.append(EVENTS / (old_cpu - old_idle))
+                print(
+                    f"         {BEFORE}: {before_rates[-1]:>8,.0f} ev/CPU-s   ratio "
+                    f"{before_rates[-1] / ceil_rates[-1]:.2f}"
+                )
+        if before_rates:
+            b = statistics.median(before_rates)
+            print(
+                f"median {BEFORE}: {b:,.0f} events/CPU-s, "
+                f"ratio {b / statistics.median(ceil_rates):.2f}"
             )
         c, s = statistics.median(ceil_rates), statistics.median(svc_rates)
         ratios = [b / a for a, b in zip(ceil_rates, svc_rates, strict=True)]

@@ -3,8 +3,9 @@
 Starts ``profile-sync run`` with a linger long enough that nothing is cut (urgent path
 off), reads its RSS once it is assigned and idle, produces BENCH_EVENTS (300,000) sample
 events over BENCH_MEMORY_PROFILES (100,000) profiles, waits until every event is consumed
-and SETTLE_SECONDS more (steady state), and reads the RSS again: (RSS buffered - RSS idle) / profiles buffered, next to the encoded
-bytes the buffer holds (what PROFILE_SYNC_BUFFER_MAX_BYTES bounds).
+and SETTLE_SECONDS more (steady state), and reads the RSS again: (RSS buffered - RSS
+idle) / profiles buffered, next to the encoded bytes the buffer holds (what
+PROFILE_SYNC_BUFFER_MAX_BYTES bounds).
 
 Environment: BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT,
 29492). Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_memory.py`.
