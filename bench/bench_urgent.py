@@ -12,7 +12,9 @@ BENCH_URGENT_RATE (50/s) while the background runs. Printed per rate:
 - the emulator's side: produce -> single update received (p50, p90, p99, max).
 
 Environment: BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT,
-29192). Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_urgent.py`.
+29192); BENCH_BEFORE=REF measures an older commit's service right before this one at each
+rate, BENCH_ROUNDS times (default 1).
+Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_urgent.py`.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import time
 import urllib.request
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import fastavro
 import stack
+from bench_ceiling import checkout
 from confluent_kafka import Producer
 
 from emulator.client import EmulatorControl
@@ -39,6 +43,9 @@ EVENTS = int(os.environ.get("BENCH_URGENT_EVENTS", "300"))
 RATE = float(os.environ.get("BENCH_URGENT_RATE", "50"))  # urgent events per second
 BACKGROUND = [int(r) for r in os.environ.get("BENCH_URGENT_BACKGROUND", "0,2000,10000").split(",")]
 HISTOGRAM = "profile_sync_single_update_delay_seconds"
+# An older commit measured right before this tree at each rate (before/after), and rounds.
+BEFORE = os.environ.get("BENCH_BEFORE", "")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 
 
 def event(pid: str, attrs: dict[str, Any], priority: str) -> dict[str, Any]:
@@ -77,18 +84,21 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return prev_bound
 
 
-def one_rate(bootstrap: str, url: str, background: int, schema: Any) -> None:
+def one_rate(
+    bootstrap: str, url: str, background: int, schema: Any, tree: Path = stack.REPO
+) -> None:
     topic = f"bench.urgent.{uuid.uuid4().hex[:6]}"
     bg = stack.new_topics("bench.urgent-bg")
     stack.create_topics(bootstrap, [topic, *bg], 3)
     control = EmulatorControl(url)
     env = stack.service_env(bootstrap, bg, url, batch_linger_seconds="10")
     env["PROFILE_SYNC_TOPICS"] = ",".join([topic, *bg[:2]])
+    env["PYTHONPATH"] = str(tree)
     port = env["PROFILE_SYNC_HTTP_PORT"]
     service = subprocess.Popen(
         [sys.executable, "-m", "consumer", "run"],
         env=env,
-        cwd=stack.REPO,
+        cwd=tree,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -173,8 +183,14 @@ def main() -> None:
     )
     with stack.broker(29192) as bootstrap, stack.emulator() as url:
         print(f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger 10 s")
+        before = checkout(BEFORE) if BEFORE else None
         for background in BACKGROUND:
-            one_rate(bootstrap, url, background, schema)
+            for _ in range(ROUNDS):
+                if before is not None:
+                    print(f"[{BEFORE}]", end=" ")
+                    one_rate(bootstrap, url, background, schema, before)
+                    print("[this tree]", end=" ")
+                one_rate(bootstrap, url, background, schema)
 
 
 if __name__ == "__main__":
