@@ -46,6 +46,7 @@ HISTOGRAM = "profile_sync_single_update_delay_seconds"
 # An older commit measured right before this tree at each rate (before/after), and rounds.
 BEFORE = os.environ.get("BENCH_BEFORE", "")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
+LOG = stack.REPO / ".local" / "bench-urgent-service.log"  # the services' stderr
 
 
 def event(pid: str, attrs: dict[str, Any], priority: str) -> dict[str, Any]:
@@ -100,7 +101,7 @@ def one_rate(
         env=env,
         cwd=tree,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=LOG.open("ab"),
     )
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     background_proc = None
