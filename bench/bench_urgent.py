@@ -142,14 +142,17 @@ def one_rate(
         producer.flush(30)
         elapsed = time.monotonic() - started
 
+        seen: dict[str, float] = {}
+
         def received() -> dict[str, float]:
-            out = {}
+            # Accumulated over polls: the bulk batch (10 s linger) later rewrites a probe's
+            # source, so a probe is recorded while its single update is what Target shows.
             held = control.profiles(details=True).get("thirdPartyId", {})
             for pid in profiles:
                 probe = held.get(pid, {}).get("probe")
                 if probe is not None and str(probe.get("source", "")).startswith("single"):
-                    out[pid] = datetime.fromisoformat(probe["modifiedAt"]).timestamp()
-            return out
+                    seen.setdefault(pid, datetime.fromisoformat(probe["modifiedAt"]).timestamp())
+            return seen
 
         got = control.wait_until(lambda: (r := received()) and len(r) >= EVENTS and r, 120, 1.0)
         consumed = stack.scrape(port, "profile_sync_events_consumed_total") - consumed_before
