@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("emulator.server", "serve the Adobe Target profile API emulator"),
     "profile": ("consumer.commands.profile", "read a profile back from Target (debugging)"),
     "mapping": ("consumer.commands.mapping", "check a mapping file, or preview what it produces"),
+    "verify": ("consumer.commands.verify", "compare what Target holds with what Kafka says"),
 }
 
 

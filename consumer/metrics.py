@@ -75,6 +75,13 @@ class Metrics:
             "dead_letter_failures_total",
             "Dead-letter writes that failed; their offsets are held back and retried.",
         )
+        self.mapping_skips = counter(
+            "mapping_skipped_total",
+            "Records a mapping skips on purpose, settled without an update: filtered "
+            "(skip_when), deleted and tombstone (Debezium). Failures are poison_events_total "
+            "with reason mapping_failed.",
+            ("reason",),
+        )
 
         # -- buffer and batches
         self.buffer_rows = gauge("buffer_rows", "Profile rows buffered.", ("id_type",))
@@ -190,6 +197,34 @@ class Metrics:
             "batches_tracked", "Accepted batches whose status is still being followed."
         )
 
+        # -- read-back audit (docs/operations.md "Read-back audit")
+        self.audit_rows = counter(
+            "audit_rows_total",
+            "Rows read back from Target: kind sample or repair, result matching or lost.",
+            ("kind", "result"),
+        )
+        self.audit_attributes = counter(
+            "audit_attributes_total",
+            "Attributes read back, by kind and verdict: matching, superseded, lost.",
+            ("kind", "verdict"),
+        )
+        self.audit_reads = counter(
+            "audit_reads_total",
+            "Profile fetches for the audit: found, not_found, error.",
+            ("outcome",),
+        )
+        self.audit_repairs = counter(
+            "audit_repairs_total",
+            "Lost rows sent again (sent), found whole after (succeeded), or dead-lettered.",
+            ("outcome",),
+        )
+        self.audit_rows_dropped = counter(
+            "audit_rows_dropped_total",
+            "Rows not audited: memory (too many waiting), unreadable (reads failed), rebalance.",
+            ("reason",),
+        )
+        self.audit_pending = gauge("audit_pending_rows", "Rows waiting for their read back.")
+
         # -- liveness
         self.loop_last_turn = gauge(
             "loop_last_turn_timestamp_seconds", "Unix time the consume loop last turned."
@@ -204,6 +239,19 @@ class Metrics:
             self.batch_status.labels(status)
         for result in ("successful", "failed", "not_found"):
             self.batch_updates.labels(result)
+        for kind in ("sample", "repair"):
+            for result in ("matching", "lost"):
+                self.audit_rows.labels(kind, result)
+            for verdict in ("matching", "superseded", "lost"):
+                self.audit_attributes.labels(kind, verdict)
+        for outcome in ("sent", "succeeded", "dead_lettered"):
+            self.audit_repairs.labels(outcome)
+        for outcome in ("found", "not_found", "error"):
+            self.audit_reads.labels(outcome)
+        for reason in ("memory", "unreadable", "rebalance"):
+            self.audit_rows_dropped.labels(reason)
+        for reason in ("filtered", "deleted", "tombstone"):
+            self.mapping_skips.labels(reason)
 
 
 def status_class(status: int | None) -> str:

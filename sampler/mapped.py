@@ -29,7 +29,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from consumer.mapping.spec import EXAMPLES_DIR
+import yaml
+
+from consumer.mapping.spec import BUILTIN_MAPPING, EXAMPLES_DIR
 from sampler.events import CATEGORIES, CITIES, FIRST_NAMES, STORES, TIERS
 
 EXAMPLES = EXAMPLES_DIR
@@ -272,3 +274,33 @@ def expected_mapped_profiles(lines: Iterable[str]) -> dict[tuple[str, str], dict
             if name not in row or row[name][0] <= at:
                 row[name] = (at, value)
     return {k: {n: v for n, (_, v) in row.items()} for k, row in newest.items() if row}
+
+
+def mapping_file_text(
+    contract_topics: Iterable[str],
+    purchases_topic: str | None = None,
+    customers_topic: str | None = None,
+) -> str:
+    """A mapping file (YAML) for the sample streams: the built-in ``ProfileChange`` mapping
+    for ``contract_topics`` and the example mappings of ``schemas/examples/`` pointed at
+    the purchases and customers topics. Schema paths are absolute, so the file can live
+    anywhere (``make demo`` writes it beside its state)."""
+    entries: list[dict[str, Any]] = []
+
+    def entry(file: Any, **changes: Any) -> dict[str, Any]:
+        found = dict(yaml.safe_load(file.read_text("utf-8"))["mappings"][0])
+        for key in ("topic", "topics", "topic_pattern"):
+            found.pop(key, None)
+        for key in ("schema", "reader_schema"):
+            if key in found:
+                found[key] = str(file.parent / found[key])
+        return {**changes, **found}
+
+    topics = list(contract_topics)
+    if topics:
+        entries.append(entry(BUILTIN_MAPPING, topics=topics))
+    if purchases_topic:
+        entries.append(entry(EXAMPLES / "pos_purchase.mapping.yaml", topic=purchases_topic))
+    if customers_topic:
+        entries.append(entry(EXAMPLES / "crm_customers.mapping.yaml", topic=customers_topic))
+    return yaml.safe_dump({"version": 1, "mappings": entries}, sort_keys=False, allow_unicode=True)

@@ -1,7 +1,8 @@
 """``profile-sync run``: wire the loop (consumer/core/loop.py) to its edges and run it.
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, or ``--exit-when-idle``), 2 for a
-configuration error, 3 when the service stopped in a fatal state (see the log line).
+configuration error (a mapping file that does not fit its topics included, every problem
+named: consumer/mapping/startup.py), 3 when the service stopped in a fatal state (see the log line).
 A second SIGTERM/SIGINT exits at once with 143/130 without committing.
 """
 
@@ -24,16 +25,18 @@ from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
-from consumer.core.decode import Decoder, load_schema
 from consumer.core.loop import Loop
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
 from consumer.kafka.source import KafkaSource
+from consumer.mapping import RecordMapper
+from consumer.mapping.startup import build_mapper
 from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
+from consumer.target.fetch import ProfileReader
 from consumer.target.status import StatusTracker
 from consumer.target.urgent import SingleUpdater
 
@@ -79,16 +82,20 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
 
-def build_loop(
-    settings: config.Settings, metrics: Metrics | None, clock: Clock
-) -> tuple[Loop, TargetClient]:
-    reader_schema = load_schema(config.DEFAULT_WRITER_SCHEMA)
+def load_mapper(settings: config.Settings, clock: Clock) -> RecordMapper:
+    """The checked mapping of every topic; ``MappingSpecError`` (exit 2) when it does not
+    fit, ``FatalError`` (exit 3) when the Schema Registry cannot be reached."""
+    registry = None
     if settings.schema_registry_url:
         from consumer.kafka.registry import RegistrySchemas
 
-        decoder = Decoder(reader_schema, registry=RegistrySchemas(settings, clock))
-    else:
-        decoder = Decoder(reader_schema, writer_schema=load_schema(settings.writer_schema_path))
+        registry = RegistrySchemas(settings, clock)
+    return build_mapper(settings, registry)
+
+
+def build_loop(
+    settings: config.Settings, metrics: Metrics | None, clock: Clock, mapper: RecordMapper
+) -> tuple[Loop, TargetClient]:
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
     client = TargetClient(settings, metrics, pool_size=pool)
     backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
@@ -136,10 +143,17 @@ def build_loop(
             settings.producer_config(), settings.dlq_topic, on_settled, metrics, clock
         )
 
+    audit_reader = None
+    if settings.audit_sample_share > 0:
+        # Its own client and connection: reads never queue behind uploads.
+        audit_client = TargetClient(settings, metrics, pool_size=1)
+        audit_reader = ProfileReader(
+            audit_client.fetch_profile, settings.audit_reads_per_second, audit_client.close
+        )
     loop = Loop(
         settings,
         source=source,
-        decoder=decoder,
+        mapper=mapper,
         batcher=batcher,
         carry=carry,
         uploads=sender,
@@ -149,6 +163,7 @@ def build_loop(
         tracker=tracker,
         metrics=metrics,
         clock=clock,
+        audit_reader=audit_reader,
     )
     return loop, client
 
@@ -167,6 +182,11 @@ def _install_signals(loop: Loop) -> None:
 
 def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int:
     clock = SystemClock()
+    try:
+        mapper = load_mapper(settings, clock)  # before anything starts: refuse a bad mapping
+    except FatalError as exc:
+        log.error("cannot start", extra={"fields": {"error": str(exc)}})
+        return EXIT_FATAL
     registry = CollectorRegistry() if settings.metrics_enabled else None
     metrics = Metrics(registry) if registry is not None else None
     health = Health(clock, settings.liveness_timeout_seconds, metrics)
@@ -183,7 +203,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
             }
         },
     )
-    loop, client = build_loop(settings, metrics, clock)
+    loop, client = build_loop(settings, metrics, clock, mapper)
     _install_signals(loop)
     stop_trimming = threading.Event()
     memory.start_trimming(stop_trimming)
@@ -217,6 +237,8 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         settled, code = False, EXIT_FATAL
     finally:
         stop_trimming.set()
+        if loop.audit is not None:
+            loop.audit.close()
         client.close()
         server.stop()
     result = loop.summary.as_dict()

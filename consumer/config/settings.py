@@ -100,6 +100,12 @@ class Settings:
         v.int_range(1, 100_000),
         "Messages taken from librdkafka per consume() call.",
     )
+    mapping_file: str = setting(
+        "",
+        v.existing_file,
+        "Mapping file: how each topic's records become profile updates (docs/mapping.md). "
+        "Empty: every topic carries the ProfileChange contract.",
+    )
 
     # -- Target
     target_url: str = setting(
@@ -256,6 +262,33 @@ class Settings:
         "128000000",
         v.int_range(0, 2**40),
         "Bytes of accepted batch files kept for resubmission; oldest dropped past it.",
+    )
+
+    # -- read-back audit (docs/operations.md "Read-back audit")
+    audit_sample_share: float = setting(
+        "0.01",
+        v.float_range(0, 1),
+        "Share of profiles read back from Target after their batch completed (0: none, 1: all).",
+    )
+    audit_reads_per_second: float = setting(
+        "10",
+        v.float_range(0.01, 1000),
+        "Most profile fetches per second for the audit (its own budget, never the uploads').",
+    )
+    audit_settle_seconds: float = setting(
+        "600",
+        v.float_range(0, 86400),
+        "Wait after a batch completes before reading its rows back (Target may apply late).",
+    )
+    audit_max_repairs: int = setting(
+        "3",
+        v.int_range(0, 100),
+        "Times a lost row is sent again; then its lost attributes go to the DLQ (audit_lost).",
+    )
+    audit_max_pending: int = setting(
+        "100000",
+        v.int_range(1, 10_000_000),
+        "Rows waiting for their read back; past it rows are not sampled (counted).",
     )
 
     # -- operations

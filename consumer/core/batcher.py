@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from consumer.core.buffer import SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
-from consumer.core.carry import CarryForward
+from consumer.core.carry import CarryForward, Sent
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import MAX_PROFILE_BYTES
 from consumer.target.wire import ESCAPE_TABLE as _TABLE
@@ -96,6 +96,12 @@ class Batcher:
         """Monotonic time of the oldest pending event, None when nothing is buffered."""
         starts = [b.started_at for b in self._buffers.values() if b.rows]
         return min(starts) if starts else None
+
+    def buffered_names(self, id_type: IdType, id_enc: str) -> set[str]:
+        """Encoded names of the attributes the open buffer holds for this profile."""
+        buffer = self._buffers[id_type]
+        row = buffer.rows.get(id_enc)
+        return {buffer.names[ord(c)] for c in row.cols} if row is not None else set()
 
     # -- the hot path
 
@@ -227,7 +233,7 @@ class Batcher:
 
     def _start_row(
         self, buffer: Buffer, id_enc: str
-    ) -> tuple[str, str, tuple[int, ...], dict[str, int] | None]:
+    ) -> tuple[str, str, tuple[int, ...], dict[str, Sent] | None]:
         """A new row's cells: what a pending batch sent for the profile (carry-forward)."""
         carry = self.carry
         if carry is None:
@@ -247,8 +253,9 @@ class Batcher:
             cols.append(mine)
         return "".join(cols), sent.vals, sent.stamps, guard
 
-    def _guarded(self, guard: dict[str, int], name: str) -> int | None:
-        return guard.get(self._names.get(name) or name.translate(_TABLE))
+    def _guarded(self, guard: dict[str, Sent], name: str) -> int | None:
+        sent = guard.get(self._names.get(name) or name.translate(_TABLE))
+        return sent[1] if sent is not None else None
 
     def _column(self, buffer: Buffer, name: str, add: bool = True) -> str | None:
         """The cell character of attribute ``name`` in ``buffer``; its column is added

@@ -43,12 +43,16 @@ class Row:
     __slots__ = ("cols", "guard", "stamps", "vals")
 
     def __init__(
-        self, cols: str, vals: str, stamps: tuple[int, ...], guard: dict[str, int] | None
+        self,
+        cols: str,
+        vals: str,
+        stamps: tuple[int, ...],
+        guard: dict[str, tuple[str, int]] | None,
     ) -> None:
         self.cols = cols
         self.vals = vals
         self.stamps = stamps
-        # Stamps (by encoded name) of values sent in batches already complete (carry.py).
+        # (value, stamp) by encoded name of what batches already complete sent (carry.py).
         self.guard = guard
 
 

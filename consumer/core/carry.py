@@ -26,13 +26,15 @@ from consumer.core.buffer import NO_SOURCE, Row, stamp, stamp_time
 from consumer.core.model import IdType
 
 _Key = tuple[IdType, str]
+# What a complete batch sent for one attribute: (encoded value, stamp).
+Sent = tuple[str, int]
 
 
 class _Entry:
     __slots__ = ("batch_id", "names", "older", "pending", "row")
 
     def __init__(
-        self, batch_id: int, names: list[str], row: Row, older: dict[str, int] | None
+        self, batch_id: int, names: list[str], row: Row, older: dict[str, Sent] | None
     ) -> None:
         self.batch_id = batch_id
         self.names = names  # the cut batch's encoded column names; row.cols index them
@@ -71,8 +73,9 @@ class CarryForward:
         entry = self._entries.get((id_type, id_enc))
         return (entry.names, entry.row) if entry is not None and entry.pending else None
 
-    def guard(self, id_type: IdType, id_enc: str) -> dict[str, int] | None:
-        """Stamps by encoded name of what batches already complete sent (read-only)."""
+    def guard(self, id_type: IdType, id_enc: str) -> dict[str, Sent] | None:
+        """(encoded value, stamp) by encoded name of what batches already complete sent
+        (read-only)."""
         entry = self._entries.get((id_type, id_enc))
         return entry.older if entry is not None else None
 
@@ -117,7 +120,11 @@ class CarryForward:
             if entry is not None and entry.batch_id == batch_id and entry.pending:
                 entry.pending = False
                 names, row = entry.names, entry.row
-                sent = {names[ord(c)]: s for c, s in zip(row.cols, row.stamps, strict=True)}
+                values = row.vals.split(",")[1:]
+                sent = {
+                    names[ord(c)]: (v, s)
+                    for c, v, s in zip(row.cols, values, row.stamps, strict=True)
+                }
                 entry.older = {**entry.older, **sent} if entry.older else sent
                 self._pending -= 1
                 released += 1
@@ -137,7 +144,8 @@ class CarryForward:
         """
         if self.max_profiles <= 0 or not occurred_at:
             return
-        restored = {name: stamp(at, NO_SOURCE) for name, at in occurred_at.items()}
+        # The value is unknown: "" never equals a value that was sent.
+        restored = {name: ("", stamp(at, NO_SOURCE)) for name, at in occurred_at.items()}
         key = (id_type, id_enc)
         entry = self._entries.get(key)
         if entry is None:
@@ -147,6 +155,6 @@ class CarryForward:
         older = dict(entry.older or {})
         for name, value in restored.items():
             known = older.get(name)
-            if known is None or stamp_time(known) < stamp_time(value):
+            if known is None or stamp_time(known[1]) < stamp_time(value[1]):
                 older[name] = value
         entry.older = older

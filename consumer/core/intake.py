@@ -1,5 +1,8 @@
-"""Where records enter the core: decode -> validate -> batcher, and the urgent path.
+"""Where records enter the core: decode -> map -> batcher, and the urgent path.
 
+Each record is decoded and mapped by its topic's mapping (consumer/mapping, docs/mapping.md;
+the ``ProfileChange`` contract is the built-in one): a profile update, a skip (a filter,
+a Debezium delete or tombstone: settled at once, counted by reason), or poison.
 Every consumed offset is tracked with ``Settling`` against the unit that settles it: the
 batch its row went into, a dead letter (poison, guarantee 8 in docs/guarantees.md), or
 settled at once (nothing to send: no attribute, or stale, guarantee 2). URGENT events are
@@ -11,14 +14,13 @@ from __future__ import annotations
 
 from consumer.clock import Clock
 from consumer.core.batcher import Batcher, Refused
-from consumer.core.decode import Decoder
 from consumer.core.ledger import SETTLED
 from consumer.core.model import DeadLetter, Priority, TopicPartition
 from consumer.core.seams import Record
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
-from consumer.core.validate import to_update
-from consumer.errors import PoisonError
+from consumer.errors import MappingFailed, PoisonError
+from consumer.mapping import RecordMapper, Skip, SkipReason
 from consumer.metrics import Metrics
 from consumer.target.urgent import SingleOutcome, SingleUpdater
 
@@ -27,7 +29,7 @@ class Intake:
     def __init__(
         self,
         *,
-        decoder: Decoder,
+        mapper: RecordMapper,
         batcher: Batcher,
         settling: Settling,
         single: SingleUpdater | None,
@@ -35,7 +37,7 @@ class Intake:
         summary: Summary,
         clock: Clock,
     ) -> None:
-        self.decoder = decoder
+        self.mapper = mapper
         self.batcher = batcher
         self.settling = settling
         self.single = single
@@ -47,35 +49,39 @@ class Intake:
         """Run ``records`` (in consumption order) into the batcher, DLQ or urgent path."""
         now = self.clock.monotonic()
         wall = self.clock.time()
-        decode = self.decoder.decode
+        map_record = self.mapper.map
         add = self.batcher.add
         track = self.settling.track
         single = self.single
         consumed: dict[tuple[str, str], int] = {}
         bulk = skipped = poison = urgent = 0
+        mapping_skips: dict[str, int] = {}
         tps: dict[tuple[str, int], TopicPartition] = {}
         for rec in records:
-            topic, partition, offset, _key, value, _timestamp = rec
+            topic, partition, offset, _key, value, timestamp = rec
             key = (topic, partition)
             tp = tps.get(key)
             if tp is None:
                 tp = tps[key] = TopicPartition(topic, partition)
             try:
-                event = decode(value)
-                update = to_update(event, tp, offset)
+                update = map_record(tp, offset, value, timestamp)
             except PoisonError as exc:
                 poison += 1
                 ck = (topic, "unknown")
                 consumed[ck] = consumed.get(ck, 0) + 1
                 self._dead_letter(exc, rec, tp)
                 continue
-            source_label = event.get("source") or "OTHER"
-            ck = (topic, source_label)
-            consumed[ck] = consumed.get(ck, 0) + 1
-            if update is None:
+            if isinstance(update, Skip):  # nothing to send: settled at once
+                ck = (topic, "OTHER")
+                consumed[ck] = consumed.get(ck, 0) + 1
                 skipped += 1
                 track(tp, offset, SETTLED)
+                if update.reason is not SkipReason.NO_CHANGE:
+                    why = update.reason
+                    mapping_skips[why] = mapping_skips.get(why, 0) + 1
                 continue
+            ck = (topic, update.source)
+            consumed[ck] = consumed.get(ck, 0) + 1
             batch_id = add(update, now)
             if not isinstance(batch_id, int):  # no row (rare): one check on the hot path
                 if batch_id is Refused.STALE:
@@ -110,7 +116,9 @@ class Intake:
         s.last_record_at = self.clock.monotonic()
         s.events_consumed += len(records)
         s.events_bulk += bulk
-        s.events_skipped += skipped
+        mapped_away = sum(mapping_skips.values()) if mapping_skips else 0
+        s.events_skipped += skipped - mapped_away
+        s.events_mapping_skipped += mapped_away
         s.events_poison += poison
         s.single_queued += urgent
         m = self.metrics
@@ -121,8 +129,10 @@ class Intake:
                 m.events_routed.labels("bulk").inc(bulk)
             if urgent:
                 m.events_routed.labels("single").inc(urgent)
-            if skipped:
-                m.events_skipped.inc(skipped)
+            if skipped > mapped_away:
+                m.events_skipped.inc(skipped - mapped_away)
+            for reason, n in mapping_skips.items():
+                m.mapping_skips.labels(reason).inc(n)
 
     def _dead_letter(
         self, exc: PoisonError, rec: Record, tp: TopicPartition, stage: str = ""
@@ -140,6 +150,10 @@ class Intake:
                 message=exc.detail,
                 tp=tp,
                 offset=rec.offset,
+                # Which field a mapping missed (guarantee 8 in docs/guarantees.md).
+                extra_headers=(
+                    (("mapping.path", exc.path),) if isinstance(exc, MappingFailed) else ()
+                ),
             )
         )
         self.summary.dead_letters += 1

@@ -5,12 +5,13 @@ dead-letter producer). HTTP happens on worker threads (uploads, single updates, 
 status), which report back on queues this loop drains. Each ``turn``:
 
 1. consume up to ``consume_batch_size`` records and hand them to the intake (decode ->
-   validate -> batcher; poison to the DLQ, nothing-to-send settled at once, URGENT ones
+   map -> batcher; poison to the DLQ, nothing-to-send settled at once, URGENT ones
    offered to the single-update path);
 2. cut what is due (linger, memory) into the upload queue;
 3. submit from the upload queue within ``MAX_IN_FLIGHT_BATCHES``;
 4. drain upload results and final batch statuses into the outcomes (accepted batches
-   settle, rejected ones go to the DLQ, stuck ones are queued again);
+   settle, rejected ones go to the DLQ, stuck ones are queued again); hand due rows of
+   completed batches to the read-back audit and judge its reads (consumer/core/auditing.py);
 5. serve dead-letter confirmations (they settle their units);
 6. store the settled offsets (librdkafka auto-commits stored offsets);
 7. pause or resume consumption for backpressure (guarantee 7 in docs/guarantees.md);
@@ -27,16 +28,19 @@ from functools import partial
 from consumer.clock import Clock
 from consumer.config import Settings
 from consumer.core import rebalance
+from consumer.core.audit import AuditQueue
+from consumer.core.auditing import Auditing, Reader
 from consumer.core.batcher import Batcher
 from consumer.core.carry import CarryForward
-from consumer.core.decode import Decoder
 from consumer.core.gauges import set_gauges
 from consumer.core.intake import Intake
+from consumer.core.model import IdType
 from consumer.core.outcomes import Outcomes
 from consumer.core.seams import BatchFollower, Source, Uploads
 from consumer.core.settling import DeadLetterSinkFactory, Settling
 from consumer.core.summary import Summary
 from consumer.core.uploads import CutBatches, UploadQueue
+from consumer.mapping import RecordMapper
 from consumer.metrics import Metrics
 from consumer.target.urgent import SingleUpdater
 
@@ -58,7 +62,7 @@ class Loop:
         settings: Settings,
         *,
         source: Source,
-        decoder: Decoder,
+        mapper: RecordMapper,
         batcher: Batcher,
         carry: CarryForward | None,
         uploads: Uploads,
@@ -68,8 +72,10 @@ class Loop:
         tracker: BatchFollower | None,
         metrics: Metrics | None,
         clock: Clock,
+        audit_reader: Reader | None = None,
     ) -> None:
-        """``cut`` is shared with ``single`` (it skips calls for batches already cut)."""
+        """``cut`` is shared with ``single`` (it skips calls for batches already cut).
+        ``audit_reader``: reads profiles back for the audit; None turns the audit off."""
         self.settings = settings
         self.source = source
         self.batcher = batcher
@@ -82,13 +88,34 @@ class Loop:
         self.settling = Settling(dead_letter_sink)
         self.uploads = UploadQueue(uploads, settings.max_in_flight_batches, cut)
         self.intake = Intake(
-            decoder=decoder,
+            mapper=mapper,
             batcher=batcher,
             settling=self.settling,
             single=single,
             metrics=metrics,
             summary=self.summary,
             clock=clock,
+        )
+        # v1 never creates a profile: one Target does not have is then no loss.
+        v1_ids = frozenset({IdType.PC_ID}) if settings.pcid_bulk_version == "v1" else frozenset()
+        self.audit = (
+            Auditing(
+                AuditQueue(
+                    settings.audit_sample_share,
+                    settings.audit_settle_seconds,
+                    settings.audit_max_pending,
+                ),
+                audit_reader,
+                batcher=batcher,
+                carry=carry,
+                settling=self.settling,
+                max_repairs=settings.audit_max_repairs,
+                v1_ids=v1_ids,
+                metrics=metrics,
+                clock=clock,
+            )
+            if audit_reader is not None
+            else None
         )
         self.outcomes = Outcomes(
             settings,
@@ -98,6 +125,7 @@ class Loop:
             tracker=tracker,
             metrics=metrics,
             summary=self.summary,
+            audit=self.audit,
         )
         self.stopping = False
         self.paused = False
@@ -124,6 +152,8 @@ class Loop:
         self.cut(now)  # 2
         self.uploads.submit()  # 3
         self.drain_results()  # 4
+        if self.audit is not None:
+            self.audit.turn(now)
         self.settling.poll()  # 5
         self.settling.store(self.source)  # 6
         self._backpressure()  # 7

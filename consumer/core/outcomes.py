@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from consumer.config import Settings
+from consumer.core.auditing import Auditing
 from consumer.core.carry import CarryForward
 from consumer.core.ledger import UnitKind, unit_kind
 from consumer.core.model import BatchFile, DeadLetter
@@ -44,7 +45,10 @@ class Outcomes:
         tracker: BatchFollower | None,
         metrics: Metrics | None,
         summary: Summary,
+        audit: Auditing | None = None,
     ) -> None:
+        """``audit``: told when a batch completed (its rows are read back later) or will
+        never complete."""
         self.settings = settings
         self.settling = settling
         self.uploads = uploads
@@ -52,12 +56,15 @@ class Outcomes:
         self.tracker = tracker
         self.metrics = metrics
         self.summary = summary
+        self.audit = audit
         self._resubmits: dict[int, int] = {}
 
     def release(self, batch_id: int) -> None:
         """Stop carrying ``batch_id``'s rows forward."""
         if self.carry is not None:
             self.carry.release(batch_id)
+        if self.audit is not None:
+            self.audit.on_batch_gone(batch_id)
 
     def cancel(self, units: set[int]) -> None:
         """The batches among ``units`` will not settle here (rebalance, shutdown)."""
@@ -167,6 +174,8 @@ class Outcomes:
             )
         if outcome.outcome is FinalStatus.COMPLETE:
             log.info("batch complete", extra={"fields": fields})
+            if self.audit is not None:
+                self.audit.on_complete(outcome.batch, outcome.batch_id)
             self.release(outcome.batch_id)
             self._resubmits.pop(outcome.batch_id, None)
             return

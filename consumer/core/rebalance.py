@@ -77,6 +77,8 @@ def on_assign(loop: Loop, tps: set[TopicPartition]) -> None:
 
 def on_revoke(loop: Loop, tps: set[TopicPartition]) -> None:
     loop.assignment_changed_at = loop.clock.monotonic()
+    if loop.audit is not None:
+        loop.audit.forget()  # another consumer may now write these profiles
     if loop.metrics is not None:
         loop.metrics.rebalances.labels("revoke").inc()
     timeout = loop.settings.revoke_timeout_seconds
@@ -102,6 +104,8 @@ def on_revoke(loop: Loop, tps: set[TopicPartition]) -> None:
 
 
 def on_lost(loop: Loop, tps: set[TopicPartition]) -> None:
+    if loop.audit is not None:
+        loop.audit.forget()
     if loop.metrics is not None:
         loop.metrics.rebalances.labels("lost").inc()
     _drop(loop, tps, loop.settling.pending(tps))

@@ -16,6 +16,7 @@ class Summary:
         self.events_bulk = 0
         self.events_skipped = 0
         self.events_poison = 0
+        self.events_mapping_skipped = 0  # filtered, Debezium deletes and tombstones
         self.single_queued = 0
         self.batches_accepted = 0
         self.rows_accepted = 0
@@ -34,6 +35,7 @@ class Summary:
             "events_to_bulk": self.events_bulk,
             "events_skipped_empty": self.events_skipped,
             "events_poison": self.events_poison,
+            "events_skipped_by_mapping": self.events_mapping_skipped,
             "single_updates_queued": self.single_queued,
             "batches_accepted": self.batches_accepted,
             "rows_accepted": self.rows_accepted,

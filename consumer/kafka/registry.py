@@ -82,3 +82,21 @@ class RegistrySchemas:
         except ValueError as exc:
             raise DecodeError("incompatible_schema", f"schema id {schema_id} is not JSON") from exc
         return parsed
+
+    def latest_schema(self, subject: str) -> dict[str, Any] | None:
+        """The latest registered schema of ``subject`` (None: no version yet), for the
+        mapping check at start-up (consumer/mapping/startup.py). One attempt: a registry
+        that cannot be reached at start-up stops the service (``FatalError``, a restart)."""
+        try:
+            found = self._client.get_latest_version(subject)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                return None
+            raise FatalError(f"schema registry: {subject}: HTTP {exc.http_status_code}") from exc
+        except Exception as exc:  # network errors from the registry client
+            raise FatalError(f"schema registry unreachable: {type(exc).__name__}") from exc
+        try:
+            parsed: dict[str, Any] = json.loads(found.schema.schema_str or "")
+        except ValueError as exc:
+            raise FatalError(f"schema registry: {subject}: the latest schema is not JSON") from exc
+        return parsed

@@ -107,6 +107,8 @@ class EntrySpec:
     skip_when: Any
     attributes: tuple[AttributeSpec, ...]
     attributes_from: str | None
+    # The Kafka record key is the profile id (UTF-8), as the contract's producers do.
+    keyed_by_profile: bool = False
 
 
 Apply = Callable[[Any, TopicPartition, int, int | None], "ProfileUpdate | Skip"]
@@ -122,6 +124,12 @@ class TopicMapping:
 
     spec: EntrySpec
     apply: Apply = field(repr=False)
+
+    @property
+    def keyed_by_profile(self) -> bool:
+        """Whether the entry declares its records keyed by profile id (``keyed_by_profile``).
+        Only a declaration: the service does not compare keys with ids."""
+        return self.spec.keyed_by_profile
 
 
 class SpecProblems:

@@ -28,10 +28,13 @@ def decoder_for(
     for plain Avro (the contract's ``PROFILE_SYNC_WRITER_SCHEMA``). Raises ``MappingSpecError``
     when plain Avro has no schema to read with."""
     spec = entry.spec
-    reader = load_schema(Path(spec.reader_schema)) if spec.reader_schema else None
-    if registry is not None:
-        return Decoder(reader, registry=registry)
-    writer = writer_schema or (load_schema(Path(spec.schema)) if spec.schema else None)
+    try:
+        reader = load_schema(Path(spec.reader_schema)) if spec.reader_schema else None
+        if registry is not None:
+            return Decoder(reader, registry=registry)
+        writer = writer_schema or (load_schema(Path(spec.schema)) if spec.schema else None)
+    except (OSError, ValueError) as exc:
+        raise MappingSpecError({f"{spec.label} / schema": f"cannot read: {exc}"}) from None
     if writer is None and reader is None:
         raise MappingSpecError(
             {f"{spec.label} / schema": "plain Avro (no Schema Registry) needs schema: in the entry"}
@@ -56,6 +59,15 @@ class RecordMapper:
         self._registry = registry
         self._writer_schema = writer_schema
         self._topics: dict[str, tuple[Decoder, Apply, bool]] = {}
+
+    @property
+    def mappings(self) -> Mappings:
+        return self._mappings
+
+    def keyed_by_profile(self, topic: str) -> bool:
+        """Whether ``topic``'s records are keyed by their profile id, as its entry declares
+        (``keyed_by_profile``; the built-in contract mapping says so)."""
+        return self._mappings.keyed_by_profile(topic)
 
     def require(self, topics: Iterable[str]) -> None:
         """Fail at start-up (``MappingSpecError``) for a topic no entry maps, or one whose

@@ -46,7 +46,7 @@ _ENTRY_KEYS = frozenset(
     {
         "topic", "topics", "topic_pattern", "name", "schema", "reader_schema", "envelope",
         "profile", "occurred_at", "source", "source_from", "event_id", "priority_from",
-        "urgent_when", "skip_when", "attributes", "attributes_from",
+        "urgent_when", "skip_when", "attributes", "attributes_from", "keyed_by_profile",
     }
 )  # fmt: skip
 _PROFILE_KEYS = frozenset({"id", "id_type", "id_type_from", "id_types", "prefix", "format"})
@@ -96,6 +96,12 @@ class Mappings:
         if len(self._by_topic) < 10_000:  # topics are few; a bound keeps memory fixed anyway
             self._by_topic[topic] = found
         return found
+
+    def keyed_by_profile(self, topic: str) -> bool:
+        """True when ``topic``'s entry declares that each record's Kafka key is its profile
+        id (``keyed_by_profile: true``): a profile's records then share one partition."""
+        entry = self.for_topic(topic)
+        return entry is not None and entry.keyed_by_profile
 
 
 def load_file(path: str | Path) -> Mappings:
@@ -295,6 +301,9 @@ def _entry(raw: Any, index: int, base: Path, problems: SpecProblems) -> EntrySpe
             except ConditionError as exc:
                 problems.add(f"{label} / {key}", str(exc))
 
+    keyed_by_profile = raw.get("keyed_by_profile", False)
+    if not isinstance(keyed_by_profile, bool):
+        problems.add(f"{label} / keyed_by_profile", "true or false")
     attributes = _attributes(raw.get("attributes"), label, problems, path_at)
     attributes_from = path_at("attributes_from", raw.get("attributes_from"), required=False)
     if not attributes and attributes_from is None and "attributes" not in raw:
@@ -324,6 +333,7 @@ def _entry(raw: Any, index: int, base: Path, problems: SpecProblems) -> EntrySpe
         skip_when=conditions.get("skip_when"),
         attributes=tuple(attributes),
         attributes_from=attributes_from,
+        keyed_by_profile=keyed_by_profile is True,
     )
 
 

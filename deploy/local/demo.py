@@ -1,12 +1,16 @@
 """The main job on the local stack, end to end: ``make demo``.
 
 Starts a local Apache Kafka (KRaft) and the Target emulator, produces a realistic POS/CRM
-stream with ``profile-sync produce-sample``, runs ``profile-sync run`` until the stream is
-drained and committed, prints a summary, and stops everything it started.
+stream with ``profile-sync produce-sample`` (the ``ProfileChange`` contract, plus POS
+``Purchase`` records and Debezium changes of the CRM customers table, read through the
+example mappings of ``schemas/examples/``), runs ``profile-sync run`` with a mapping file
+for all four topics until the stream is drained and committed, prints a summary, checks
+Target's final state against the events, and stops everything it started.
 
 Options come from the environment so ``make demo DEMO_EVENTS=...`` works:
-DEMO_EVENTS (default 100000), DEMO_PROFILES (20000), DEMO_PARTITIONS (6),
-DEMO_KAFKA_PORT (29092), DEMO_URGENT_SHARE (0.02).
+DEMO_EVENTS (default 100000), DEMO_PURCHASES (20000), DEMO_CUSTOMER_CHANGES (10000),
+DEMO_PROFILES (20000), DEMO_PARTITIONS (6), DEMO_KAFKA_PORT (29092),
+DEMO_URGENT_SHARE (0.02).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import uuid
 from pathlib import Path
 
 import httpx
+
+from sampler.mapped import mapping_file_text
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / ".local" / "demo"
@@ -76,6 +82,8 @@ def start_emulator(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def main() -> int:
     events = env_int("DEMO_EVENTS", 100_000)
+    purchases = env_int("DEMO_PURCHASES", 20_000)
+    customer_changes = env_int("DEMO_CUSTOMER_CHANGES", 10_000)
     profiles = env_int("DEMO_PROFILES", 20_000)
     partitions = env_int("DEMO_PARTITIONS", 6)
     port = env_int("DEMO_KAFKA_PORT", 29092)
@@ -85,6 +93,7 @@ def main() -> int:
     kafka_env = {**os.environ, "KAFKA_PORT": str(port)}
     run_id = uuid.uuid4().hex[:8]
     topics = [f"pos.profile-changes.{run_id}", f"crm.profile-changes.{run_id}"]
+    mapped_topics = [f"pos.purchases.{run_id}", f"crm.public.customers.{run_id}"]
     emulator = None
     try:
         say(f"starting Kafka on {bootstrap}")
@@ -93,7 +102,10 @@ def main() -> int:
         emulator, target_url = start_emulator(STATE / "emulator.log")
         say(f"emulator at {target_url}")
 
-        say(f"producing {events:,} POS/CRM events for {profiles:,} profiles")
+        say(
+            f"producing {events:,} POS/CRM events, {purchases:,} POS purchases and "
+            f"{customer_changes:,} Debezium CRM changes for {profiles:,} profiles"
+        )
         subprocess.run(
             [
                 *BIN,
@@ -112,12 +124,23 @@ def main() -> int:
                 urgent,
                 "--create-topics",
                 str(partitions),
+                "--purchases",
+                str(purchases),
+                "--topic-purchases",
+                mapped_topics[0],
+                "--customer-changes",
+                str(customer_changes),
+                "--topic-customers",
+                mapped_topics[1],
                 "--dump",
                 str(STATE / "events.jsonl"),
             ],
             check=True,
             cwd=REPO,
         )
+        mapping = STATE / "mapping.yaml"
+        mapping.write_text(mapping_file_text(topics, *mapped_topics), encoding="utf-8")
+        say(f"mapping file {mapping}: the contract and the POS and CRM examples")
 
         say("running the consumer until the stream is drained and committed")
         env = {
@@ -126,7 +149,8 @@ def main() -> int:
             },
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "KAFKA_GROUP_ID": f"profile-sync-demo-{run_id}",
-            "PROFILE_SYNC_TOPICS": ",".join(topics),
+            "PROFILE_SYNC_TOPICS": ",".join(topics + mapped_topics),
+            "PROFILE_SYNC_MAPPING_FILE": str(mapping),
             "PROFILE_SYNC_DLQ_TOPIC": f"profile-sync.dlq.{run_id}",
             "PROFILE_SYNC_TARGET_URL": target_url,
             "PROFILE_SYNC_TARGET_CLIENT": "acme",
@@ -187,10 +211,15 @@ def wait_until_applied(target_url: str) -> dict[str, object]:
 def verify(target_url: str, dump: Path) -> int:
     """Compare what Target holds with the newest-value fold of every event produced."""
     from sampler.events import expected_profiles
+    from sampler.mapped import expected_mapped_profiles
 
     header = {"THIRD_PARTY_ID": "thirdPartyId", "PC_ID": "pcId"}
-    with open(dump, encoding="utf-8") as fh:
-        expected = {(header[t], i): attrs for (t, i), attrs in expected_profiles(fh).items()}
+    lines = dump.read_text(encoding="utf-8").splitlines()
+    contract = [line for line in lines if line.strip() and "event" in json.loads(line)]
+    expected = {(header[t], i): attrs for (t, i), attrs in expected_profiles(contract).items()}
+    # The mapped attributes (lastBasket*, crm*) have names of their own: merge per profile.
+    for (t, i), attrs in expected_mapped_profiles(lines).items():
+        expected.setdefault((header[t], i), {}).update(attrs)
     stored = httpx.get(f"{target_url}/_emulator/profiles", timeout=60).json()
     actual = {
         (id_type, pid): attrs for id_type, table in stored.items() for pid, attrs in table.items()

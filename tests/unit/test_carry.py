@@ -54,7 +54,7 @@ def seeded(carry: CarryForward, id_type: IdType, pid: str) -> dict[str, Cell] | 
 
 def guarded(carry: CarryForward, id_type: IdType, pid: str) -> dict[str, tuple[int, int]] | None:
     guard = carry.guard(id_type, pid)
-    return None if guard is None else {n: (s >> 24, s & 0xFFFFFF) for n, s in guard.items()}
+    return None if guard is None else {n: (s >> 24, s & 0xFFFFFF) for n, (_, s) in guard.items()}
 
 
 def test_nothing_is_carried_for_a_profile_never_sent() -> None:
@@ -86,6 +86,8 @@ def test_a_complete_batch_is_no_longer_carried_but_still_guards() -> None:
     assert carry.release(1) == 2
     assert seeded(carry, T3P, "p") is None
     assert guarded(carry, T3P, "p") == {"tier": (200, 0)}
+    guard = carry.guard(T3P, "p")
+    assert guard is not None and guard["tier"][0] == "gold"  # the value sent, for the audit
     assert (len(carry), carry.pending_profiles) == (2, 0)
     assert carry.release(1) == 0  # releasing twice changes nothing
 

@@ -17,10 +17,11 @@ from prometheus_client import CollectorRegistry
 from consumer import config
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
-from consumer.core.decode import Decoder, load_schema
+from consumer.core.decode import load_schema
 from consumer.core.loop import Loop
 from consumer.core.model import TopicPartition
 from consumer.core.uploads import CutBatches
+from consumer.mapping.startup import build_mapper
 from consumer.metrics import Metrics
 from consumer.target.status import FinalStatus
 from tests.utils import (
@@ -80,7 +81,7 @@ class Rig:
         self.loop = Loop(
             s,
             source=self.source,
-            decoder=Decoder(SCHEMA),
+            mapper=build_mapper(s, None),
             batcher=Batcher(
                 BatchLimits(s.batch_max_rows, s.batch_max_bytes, s.batch_linger_seconds), carry
             ),
