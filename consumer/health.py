@@ -26,6 +26,7 @@ import gzip
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -61,6 +62,9 @@ class Health:
         self._partitions = 0
         self._fatal: str | None = None
         self._stopping = False
+        # A callable saying whether repartition partitions are being restored (their
+        # owner's memory is read back from the changelog): not ready meanwhile.
+        self.restoring: Callable[[], bool] = lambda: False
         self._publish()
 
     def beat(self) -> None:
@@ -108,6 +112,8 @@ class Health:
             return False, "shutting down"
         if self._last_beat is None:
             return False, "starting: the consume loop has not turned yet"
+        if self.restoring():
+            return False, "restoring the owner's memory from the changelog"
         if require_assignment and self._partitions <= 0:
             return False, "no partitions assigned"
         return True, f"ok: {self._partitions} partitions assigned"

@@ -153,6 +153,19 @@ class Metrics:
             ("topic", "partition"),
         )
         self.rebalances = counter("rebalances_total", "Partition assignment changes.", ("kind",))
+        # repartition mode (docs/repartition.md)
+        self.events_forwarded = counter(
+            "events_forwarded_total",
+            "Source events written to the repartition topic (repartition mode).",
+        )
+        self.changelog_restore_seconds = histogram(
+            "changelog_restore_seconds",
+            "Time a new owner took to restore its changelog partitions.",
+            (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+        )
+        self.changelog_restored_records = counter(
+            "changelog_restored_records_total", "Changelog records read back by a new owner."
+        )
 
         # -- urgent path
         self.single_updates = counter(

@@ -23,9 +23,11 @@ from prometheus_client import CollectorRegistry
 from consumer import config, logs, memory
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
+from consumer.commands.owner_wiring import forwarded, repartition_owner, source_updates
 from consumer.core.batcher import Batcher, BatchLimits
 from consumer.core.carry import CarryForward
 from consumer.core.loop import Loop
+from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
@@ -94,16 +96,21 @@ def load_mapper(settings: config.Settings, clock: Clock) -> RecordMapper:
 
 
 def build_loop(
-    settings: config.Settings, metrics: Metrics | None, clock: Clock, mapper: RecordMapper
+    settings: config.Settings,
+    metrics: Metrics | None,
+    clock: Clock,
+    mapper: RecordMapper,
+    health: Health | None = None,
 ) -> tuple[Loop, TargetClient]:
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
     client = TargetClient(settings, metrics, pool_size=pool)
     backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
-    carry = (
-        CarryForward(settings.carry_forward_max_profiles)
-        if settings.carry_forward_enabled
-        else None
-    )
+    owner = repartition_owner(settings, metrics, mapper.keyed_by_profile)  # None: direct
+    carry: CarryForward | None = None
+    if owner is not None:
+        carry = owner.carry  # the owner's memory lives in its guard (docs/repartition.md)
+    elif settings.carry_forward_enabled:
+        carry = CarryForward(settings.carry_forward_max_profiles)
     batcher = Batcher(
         BatchLimits(
             settings.batch_max_rows, settings.batch_max_bytes, settings.batch_linger_seconds
@@ -119,7 +126,10 @@ def build_loop(
         retain_max_bytes=settings.status_retain_max_bytes,
         clock=clock,
     )
-    source = KafkaSource(settings.consumer_config(), settings.topics, metrics)
+    topics = settings.topics + (owner.subscribed if owner is not None else ())
+    source: Source = KafkaSource(settings.consumer_config(), topics, metrics)
+    if owner is not None:
+        source = owner.own(source, health)
     cut = CutBatches()
     single = None
     if settings.single_enabled:
@@ -157,7 +167,7 @@ def build_loop(
         batcher=batcher,
         carry=carry,
         uploads=sender,
-        dead_letter_sink=dead_letter_sink,
+        dead_letter_sink=owner.sinks(dead_letter_sink) if owner else dead_letter_sink,
         cut=cut,
         single=single,
         tracker=tracker,
@@ -165,6 +175,8 @@ def build_loop(
         clock=clock,
         audit_reader=audit_reader,
     )
+    if owner is not None:
+        owner.attach(loop, convert=source_updates(mapper, metrics))
     return loop, client
 
 
@@ -203,7 +215,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
             }
         },
     )
-    loop, client = build_loop(settings, metrics, clock, mapper)
+    loop, client = build_loop(settings, metrics, clock, mapper, health)
     _install_signals(loop)
     stop_trimming = threading.Event()
     memory.start_trimming(stop_trimming)
@@ -211,7 +223,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     code = 0
     try:
         while not loop.stopping:
-            consumed = loop.turn()
+            consumed = loop.turn() + forwarded(loop.source)
             health.beat()
             health.set_assigned(len(loop.source.assigned))
             if consumed:

@@ -106,6 +106,39 @@ class Settings:
         "Mapping file: how each topic's records become profile updates (docs/mapping.md). "
         "Empty: every topic carries the ProfileChange contract.",
     )
+    repartition: str = setting(
+        "auto",
+        v.choice("auto", "always", "never"),
+        "Route every update through the repartition topic so one replica owns each profile "
+        "(docs/repartition.md). auto: when more than one topic, or a topic not keyed by "
+        "profile id, is consumed; never: direct mode.",
+    )
+    repartition_topic: str = setting(
+        "",
+        v.text,
+        "Internal topic of the repartition mode. Empty: <KAFKA_GROUP_ID>.repartition.",
+    )
+    changelog_topic: str = setting(
+        "",
+        v.text,
+        "Compacted internal topic of the owner's memory. Empty: <KAFKA_GROUP_ID>.changelog.",
+    )
+    repartition_partitions: int = setting(
+        "12",
+        v.int_range(1, 10_000),
+        "Partitions of both internal topics when the service creates them (at most that "
+        "many replicas share the sync stage).",
+    )
+    repartition_retention_ms: int = setting(
+        "604800000",
+        v.int_range(3_600_000, 2**62),
+        "retention.ms of the repartition topic it creates: outlast the longest Target outage.",
+    )
+    changelog_restore_timeout_seconds: float = setting(
+        "240",
+        v.float_range(1, 3600),
+        "Longest a new owner may take to restore its changelog partitions before it stops.",
+    )
 
     # -- Target
     target_url: str = setting(

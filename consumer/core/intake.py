@@ -13,9 +13,10 @@ per call, not per record. Runs on the loop's thread.
 from __future__ import annotations
 
 from consumer.clock import Clock
+from consumer.core import internal_format
 from consumer.core.batcher import Batcher, Refused
 from consumer.core.ledger import SETTLED
-from consumer.core.model import DeadLetter, Priority, TopicPartition
+from consumer.core.model import DeadLetter, Priority, ProfileUpdate, TopicPartition
 from consumer.core.seams import Record
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
@@ -44,6 +45,10 @@ class Intake:
         self.metrics = metrics
         self.summary = summary
         self.clock = clock
+        # Repartition mode (docs/repartition.md): this topic's records are updates the
+        # forward stage already validated, in the internal format.
+        self.owned_topic = ""
+        self.dead_letter = self._dead_letter
 
     def take(self, records: list[Record]) -> None:
         """Run ``records`` (in consumption order) into the batcher, DLQ or urgent path."""
@@ -57,6 +62,8 @@ class Intake:
         bulk = skipped = poison = urgent = 0
         mapping_skips: dict[str, int] = {}
         tps: dict[tuple[str, int], TopicPartition] = {}
+        owned = self.owned_topic
+        read_owned = internal_format.decode
         for rec in records:
             topic, partition, offset, _key, value, timestamp = rec
             key = (topic, partition)
@@ -64,7 +71,11 @@ class Intake:
             if tp is None:
                 tp = tps[key] = TopicPartition(topic, partition)
             try:
-                update = map_record(tp, offset, value, timestamp)
+                update: ProfileUpdate | Skip
+                if topic == owned:  # repartition mode: validated by the forward stage
+                    update = read_owned(value)
+                else:
+                    update = map_record(tp, offset, value, timestamp)
             except PoisonError as exc:
                 poison += 1
                 ck = (topic, "unknown")
@@ -114,7 +125,11 @@ class Intake:
         if s.first_record_at is None:
             s.first_record_at = now
         s.last_record_at = self.clock.monotonic()
-        s.events_consumed += len(records)
+        forwarded = 0
+        if owned:  # repartition mode: the forward stage counted these events when it read them
+            forwarded = sum(n for (t, _), n in consumed.items() if t == owned)
+            consumed = {k: n for k, n in consumed.items() if k[0] != owned}
+        s.events_consumed += len(records) - forwarded
         s.events_bulk += bulk
         mapped_away = sum(mapping_skips.values()) if mapping_skips else 0
         s.events_skipped += skipped - mapped_away

@@ -29,6 +29,11 @@ class Settling:
         # Batches that will never settle because the service is stopping for them.
         self.abandoned: set[int] = set()
 
+    def new_unit(self) -> int:
+        """A unit settled later by ``on_settled`` of the sink (a repartition write,
+        consumer/core/forward.py): it shares the dead letters' id space."""
+        return self._units.new()
+
     def _dead_letters_landed(self, unit: int) -> None:
         self.ledger.settle(unit)
 

@@ -165,6 +165,9 @@ def service_env(
             "PROFILE_SYNC_LOG_FORMAT": "json",
             "PROFILE_SYNC_SHUTDOWN_TIMEOUT_SECONDS": "15",
             "PROFILE_SYNC_REVOKE_TIMEOUT_SECONDS": "5",
+            # Today's suite runs the direct mode (tests of the repartition mode override
+            # it: tests/integration/test_repartition.py).
+            "PROFILE_SYNC_REPARTITION": "never",
         }
     )
     env.update(overrides)

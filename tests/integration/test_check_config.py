@@ -79,3 +79,31 @@ def test_an_unknown_librdkafka_property_names_its_variable(tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert "KAFKA_FETCH_MAX_BYTEZ" in done.stderr
+
+
+def test_the_mode_and_the_internal_topics_are_reported(tmp_path: Path) -> None:
+    base = {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "KAFKA_GROUP_ID": "sync-eu",
+        "PROFILE_SYNC_TARGET_URL": "https://acme.tt.omtrdc.net",
+        "PROFILE_SYNC_TARGET_CLIENT": "acme",
+    }
+    one = _check(tmp_path, **base, PROFILE_SYNC_TOPICS="crm.profile-changes")
+    assert one.returncode == 0, one.stderr
+    assert "mode: direct (one source topic keyed by profile id)" in one.stdout
+    assert "sync-eu.repartition" not in one.stdout
+
+    mapped = _check(
+        tmp_path,
+        **base,
+        PROFILE_SYNC_TOPICS="pos.purchases",
+        PROFILE_SYNC_MAPPING_FILE=str(REPO / "schemas/examples/pos_purchase.mapping.yaml"),
+        PROFILE_SYNC_REPARTITION_PARTITIONS="24",
+    )
+    assert mapped.returncode == 0, mapped.stderr
+    assert "mode: repartition (topic pos.purchases is not keyed by profile id)" in mapped.stdout
+    assert "sync-eu.repartition: 24 partitions, cleanup.policy=delete" in mapped.stdout
+    assert "sync-eu.changelog: 24 partitions, cleanup.policy=compact" in mapped.stdout
+
+    two = _check(tmp_path, **base, PROFILE_SYNC_REPARTITION="never")
+    assert "mode: direct (PROFILE_SYNC_REPARTITION=never)" in two.stdout

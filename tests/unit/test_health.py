@@ -96,3 +96,15 @@ def test_ready_gauge_zero_after_fatal() -> None:
     health.beat()
     health.set_fatal("kafka client entered a fatal state")
     assert registry.get_sample_value("profile_sync_ready") == 0
+
+
+def test_not_ready_while_the_owners_memory_is_restored() -> None:
+    health = Health(FakeClock(), liveness_timeout=60)
+    health.beat()
+    restoring = [True]
+    health.restoring = lambda: restoring[0]
+    ok, detail = health.ready()
+    assert not ok and "restoring" in detail
+    assert health.live()[0]  # restoring is work, not a hang
+    restoring[0] = False
+    assert health.ready()[0]
