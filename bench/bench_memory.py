@@ -53,7 +53,7 @@ def main() -> None:
                 300,
                 "consumed",
             )
-            # Steady state: the service hands freed heap back every 5 s (consumer/memory.py).
+            # Steady state: what the service holds a few seconds after the last event.
             time.sleep(SETTLE_SECONDS)
             rows = stack.scrape(port, "profile_sync_buffer_rows")
             encoded = stack.scrape(port, "profile_sync_buffer_bytes")

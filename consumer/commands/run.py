@@ -14,13 +14,12 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from consumer import config, logs, memory
+from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
 from consumer.commands.owner_wiring import forwarded, repartition_owner, source_updates
@@ -217,8 +216,6 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     )
     loop, client = build_loop(settings, metrics, clock, mapper, health)
     _install_signals(loop)
-    stop_trimming = threading.Event()
-    memory.start_trimming(stop_trimming)
     idle_since = clock.monotonic()
     code = 0
     try:
@@ -248,7 +245,6 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         log.error("fatal error during shutdown", extra={"fields": {"error": str(exc)}})
         settled, code = False, EXIT_FATAL
     finally:
-        stop_trimming.set()
         if loop.audit is not None:
             loop.audit.close()
         client.close()
