@@ -31,7 +31,7 @@ Sent = tuple[str, int]
 
 
 class _Entry:
-    __slots__ = ("batch_id", "names", "older", "pending", "row")
+    __slots__ = ("batch_id", "folded", "names", "older", "pending", "row")
 
     def __init__(
         self, batch_id: int, names: list[str], row: Row, older: dict[str, Sent] | None
@@ -42,6 +42,7 @@ class _Entry:
         # Stamps of values sent in batches already complete; a row does not carry them, so
         # they must outlive later rows or a stale event could undo them.
         self.older = older
+        self.folded = False  # once released: is ``row`` in ``older`` yet? (done on first use)
         self.pending = True
 
 
@@ -77,7 +78,7 @@ class CarryForward:
         """(encoded value, stamp) by encoded name of what batches already complete sent
         (read-only)."""
         entry = self._entries.get((id_type, id_enc))
-        return entry.older if entry is not None else None
+        return _older(entry) if entry is not None else None
 
     def remember(
         self, batch_id: int, id_type: IdType, names: list[str], rows: dict[str, Row]
@@ -92,7 +93,7 @@ class CarryForward:
             old = entries.get(key)
             if old is not None and old.pending:
                 self._pending -= 1
-            entries[key] = _Entry(batch_id, names, row, old.older if old is not None else None)
+            entries[key] = _Entry(batch_id, names, row, _older(old) if old is not None else None)
             entries.move_to_end(key)
             self._pending += 1
             keys.append(key)
@@ -118,14 +119,7 @@ class CarryForward:
         for key in self._by_batch.pop(batch_id, ()):
             entry = self._entries.get(key)
             if entry is not None and entry.batch_id == batch_id and entry.pending:
-                entry.pending = False
-                names, row = entry.names, entry.row
-                values = row.vals.split(",")[1:]
-                sent = {
-                    names[ord(c)]: (v, s)
-                    for c, v, s in zip(row.cols, values, row.stamps, strict=True)
-                }
-                entry.older = {**entry.older, **sent} if entry.older else sent
+                entry.pending = False  # its row joins the guard on first use (_older)
                 self._pending -= 1
                 released += 1
         return released
@@ -152,9 +146,24 @@ class CarryForward:
             entry = self._entries[key] = _Entry(0, [], Row("", "", (), None), None)
             entry.pending = False
             self._evict()
-        older = dict(entry.older or {})
+        older = dict(_older(entry) or {})
         for name, value in restored.items():
             known = older.get(name)
             if known is None or stamp_time(known[1]) < stamp_time(value[1]):
                 older[name] = value
         entry.older = older
+
+
+def _older(entry: _Entry) -> dict[str, Sent] | None:
+    """``entry``'s guard: what complete batches sent, its own row folded in once released.
+
+    Folding on first use keeps ``release`` (run on the loop thread for every row of a
+    completed batch) to a flag per row; most profiles never come back.
+    """
+    if not entry.pending and not entry.folded:
+        entry.folded = True
+        names, row = entry.names, entry.row
+        values = row.vals.split(",")[1:]
+        sent = {names[ord(c)]: (v, s) for c, v, s in zip(row.cols, values, row.stamps, strict=True)}
+        entry.older = {**entry.older, **sent} if entry.older else sent
+    return entry.older
