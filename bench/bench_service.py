@@ -72,9 +72,7 @@ def main() -> None:
     bootstrap = f"127.0.0.1:{PORT}"
     run_id = uuid.uuid4().hex[:6]
     topics = [f"bench.pos.{run_id}", f"bench.crm.{run_id}"]
-    server = EmulatorServer(
-        EmulatorApp(EmulatorConfig(bulk_rate_limit=0, status_retention_count=0)), port=0
-    )
+    server = EmulatorServer(EmulatorApp(EmulatorConfig()), port=0)
     server.start()
     try:
         subprocess.run(

@@ -32,7 +32,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "emulator": ("emulator.server", "serve the Adobe Target profile API emulator"),
     "profile": ("consumer.commands.profile", "read a profile back from Target (debugging)"),
+    "probe": (
+        "consumer.commands.probe",
+        "find out how the tenant decodes batch cells (writes one probe profile)",
+    ),
     "mapping": ("consumer.commands.mapping", "check a mapping file, or preview what it produces"),
+    "dlq": ("consumer.commands.dlq", "replay dead letters to their source topics"),
     "verify": ("consumer.commands.verify", "compare what Target holds with what Kafka says"),
 }
 

@@ -62,6 +62,8 @@ class Health:
         self._partitions = 0
         self._fatal: str | None = None
         self._stopping = False
+        self._conditions: dict[str, str] = {}
+        self._broken: str | None = None
         # A callable saying whether repartition partitions are being restored (their
         # owner's memory is read back from the changelog): not ready meanwhile.
         self.restoring: Callable[[], bool] = lambda: False
@@ -82,12 +84,28 @@ class Health:
         self._fatal = reason or "fatal error"
         self._publish()
 
+    def set_condition(self, name: str, reason: str | None) -> None:
+        """Not ready while ``reason`` is set for ``name`` (e.g. dead letters blocked);
+        ``None`` clears it. May be called from any thread."""
+        if reason is None:
+            self._conditions.pop(name, None)
+        else:
+            self._conditions[name] = reason
+        self._publish()
+
+    def set_broken(self, reason: str) -> None:
+        """Not live from now on: a part of the process died and only a restart cures it."""
+        self._broken = reason
+        self._publish()
+
     def set_stopping(self) -> None:
         """Shutdown started: not ready, still live."""
         self._stopping = True
         self._publish()
 
     def live(self) -> tuple[bool, str]:
+        if self._broken is not None:
+            return False, f"broken: {self._broken}"
         if self._stopping:
             return True, "ok: shutting down"
         now = self._clock.monotonic()
@@ -110,6 +128,8 @@ class Health:
             return False, f"fatal: {self._fatal}"
         if self._stopping:
             return False, "shutting down"
+        for name, reason in list(self._conditions.items()):
+            return False, f"{name}: {reason}"
         if self._last_beat is None:
             return False, "starting: the consume loop has not turned yet"
         if self.restoring():

@@ -75,6 +75,15 @@ class Metrics:
             "dead_letter_failures_total",
             "Dead-letter writes that failed; their offsets are held back and retried.",
         )
+        self.dead_letters_truncated = counter(
+            "dead_letters_truncated_total",
+            "Dead letters too large for the DLQ topic, written cut (original size and hash "
+            "in headers).",
+        )
+        self.dead_letter_blocked = gauge(
+            "dead_letter_blocked",
+            "1 while dead-letter writes have failed for longer than 5 minutes (not ready).",
+        )
         self.mapping_skips = counter(
             "mapping_skipped_total",
             "Records a mapping skips on purpose, settled without an update: filtered "
@@ -195,7 +204,7 @@ class Metrics:
         )
         self.batch_status = counter(
             "batch_status_total",
-            "Final batch-status outcomes: complete, stuck, timeout (max age).",
+            "Final batch-status outcomes: complete, stuck, timeout (max age), unknown (expired).",
             ("status",),
         )
         self.batch_updates = counter(
@@ -210,6 +219,33 @@ class Metrics:
             "batches_tracked", "Accepted batches whose status is still being followed."
         )
 
+        # -- the tenant's bulk-API call budget (consumer/core/budget.py, issue 11)
+        self.call_budget_share = gauge(
+            "call_budget_share_per_minute",
+            "Bulk-API calls a minute this replica may make now (its share of the tenant's).",
+        )
+        self.group_members = gauge(
+            "group_members", "Members of the consumer group, as Kafka describes it."
+        )
+        self.budget_calls = counter(
+            "budget_calls_total", "Bulk-API calls spent from the budget, by api.", ("api",)
+        )
+        self.budget_waits = counter(
+            "budget_waits_total", "Calls that had to wait for the budget, by api.", ("api",)
+        )
+        self.budget_throttled = counter(
+            "target_throttled_total", "HTTP 503 answers of Target's bulk API, by api.", ("api",)
+        )
+        self.long_values = counter(
+            "long_values_total",
+            "Attribute values over 256 characters: sent, but Target truncates them in mboxes.",
+        )
+        self.unsafe_values = counter(
+            "unsafe_cell_values_total",
+            "Values holding a comma or line break (unsafe in a batch cell under reading B), "
+            "by route: bulk (reading A), dlq.",
+            ("route",),
+        )
         # -- read-back audit (docs/operations.md "Read-back audit")
         self.audit_rows = counter(
             "audit_rows_total",
@@ -243,15 +279,27 @@ class Metrics:
             "loop_last_turn_timestamp_seconds", "Unix time the consume loop last turned."
         )
         self.ready = gauge("ready", "1 when started and not fatal or shutting down.")
+        self.worker_errors = counter(
+            "worker_errors_total",
+            "Unexpected exceptions in worker threads (bulk, status, single), logged with "
+            "their traceback; a thread that dies also fails /livez.",
+            ("worker",),
+        )
         # Known label combinations start at 0, so that increase() sees a new replica's first
         # rejected or stuck batch (a series that appears at 1 has no increase).
         for id_type in ("thirdPartyId", "pcId"):
             for outcome in ("accepted", "rejected", "cancelled"):
                 self.batches.labels(id_type, outcome)
-        for status in ("complete", "stuck", "timeout"):
+        for status in ("complete", "stuck", "timeout", "unknown"):
             self.batch_status.labels(status)
+        for worker in ("bulk", "status", "single"):
+            self.worker_errors.labels(worker)
         for result in ("successful", "failed", "not_found"):
             self.batch_updates.labels(result)
+        for api in ("upload", "poll"):
+            self.budget_throttled.labels(api)
+            self.budget_calls.labels(api)
+            self.budget_waits.labels(api)
         for kind in ("sample", "repair"):
             for result in ("matching", "lost"):
                 self.audit_rows.labels(kind, result)

@@ -9,9 +9,11 @@
 
 The data is what real retail systems send, not what is convenient: Unicode names, notes
 with commas, ``&``, ``%``, ``+``, quotes, line breaks and emoji, null values ("no change"),
-a few third-party ids containing ``+`` or ``/`` (base64 hashes, which the single-update API
-rejects), Target tntids as pcIds, POS tills that upload minutes late, and ``occurred_at``
-strictly increasing per profile, so the newest value of an attribute is also its last one.
+a few third-party ids that are base64 hashes in the URL-safe alphabet (``-`` and ``_``:
+Target refuses ``+`` and ``/`` in a thirdPartyId, in bulk and single updates alike, so a
+CRM feeding Target uses that alphabet), Target tntids as pcIds, POS tills that upload
+minutes late, and ``occurred_at`` strictly increasing per profile, so the newest value of an
+attribute is also its last one.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-# Share of third-party ids that are base64 hashes with '+' or '/': rare, but real CRMs have
-# them and Target's single-update API rejects them, so the stream must contain some.
+# Share of third-party ids that are URL-safe base64 hashes (with '-' or '_'): rare, but real
+# CRMs have them; the alphabet's '+' and '/' would be refused by Target, so never those.
 SPECIAL_ID_SHARE = 0.005
 # Urgent moments are mostly CRM ones (loyalty card swiped, call-centre contact).
 URGENT_CRM_PART = 0.9
@@ -118,10 +120,11 @@ class _Generator:
 
 
 def _hashed_id(rng: random.Random) -> str:
-    """A base64 hash as some CRMs use for ids: always with at least one '+' or '/'."""
+    """A URL-safe base64 hash as some CRMs use for ids: always with a '-' or '_' (where the
+    standard alphabet has the '+' and '/' Target refuses in a thirdPartyId)."""
     while True:
-        text = base64.b64encode(rng.randbytes(18)).decode("ascii")
-        if "+" in text or "/" in text:
+        text = base64.urlsafe_b64encode(rng.randbytes(18)).decode("ascii")
+        if "-" in text or "_" in text:
             return text
 
 

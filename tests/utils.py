@@ -220,6 +220,7 @@ class FakeSource:
         self.committed: dict[TopicPartition, int] = {}
         self.commits: list[dict[TopicPartition, int]] = []  # every commit_sync, in order
         self.store_calls: list[dict[TopicPartition, int]] = []
+        self.complete: dict[TopicPartition, int] = {}  # complete-up-to offsets stored
         self.rewound: list[set[TopicPartition]] = []
         self._rewind: set[TopicPartition] = set()
         self.closed = False
@@ -272,6 +273,9 @@ class FakeSource:
         mine = {tp: off for tp, off in offsets.items() if tp in self.assigned}
         self.store_calls.append(mine)
         self.stored.update(mine)
+
+    def store_complete(self, complete: dict[TopicPartition, int]) -> None:
+        self.complete.update({tp: off for tp, off in complete.items() if tp in self.assigned})
 
     def commit_sync(self) -> None:
         done = {tp: off for tp, off in self.stored.items() if self.committed.get(tp) != off}

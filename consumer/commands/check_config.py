@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         for key, why in sorted(exc.problems.items()):
             print(f"  {key}: {why}", file=sys.stderr)
         return 2
+    for warning in config.warnings(settings):
+        print(f"profile-sync: warning: {warning}", file=sys.stderr)
     values = settings.redacted()
     internal = internal_topics_report(settings)
     if args.json:

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -23,14 +24,19 @@ from consumer import config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
 from consumer.commands.owner_wiring import forwarded, repartition_owner, source_updates
+from consumer.config.values import redact_url
 from consumer.core.batcher import Batcher, BatchLimits
+from consumer.core.budget import CallBudget
 from consumer.core.carry import CarryForward
 from consumer.core.loop import Loop
+from consumer.core.model import TopicPartition
 from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
+from consumer.kafka.members import GroupMembers, admin_config
+from consumer.kafka.reread import KafkaRereader
 from consumer.kafka.source import KafkaSource
 from consumer.mapping import RecordMapper
 from consumer.mapping.startup import build_mapper
@@ -38,8 +44,11 @@ from consumer.metrics import Metrics
 from consumer.target.bulk import BulkSender
 from consumer.target.client import TargetClient
 from consumer.target.fetch import ProfileReader
+from consumer.target.gate import BudgetGate
+from consumer.target.startup import check_target
 from consumer.target.status import StatusTracker
 from consumer.target.urgent import SingleUpdater
+from consumer.workers import Crashes
 
 log = logging.getLogger("profile_sync.app")
 
@@ -101,8 +110,14 @@ def build_loop(
     mapper: RecordMapper,
     health: Health | None = None,
 ) -> tuple[Loop, TargetClient]:
+    """Build the loop and its edges. Raises ``FatalError`` when the start-up check finds
+    the Target URL or client code wrong (consumer/target/startup.py)."""
     pool = settings.max_in_flight_batches + settings.single_concurrency + 2
     client = TargetClient(settings, metrics, pool_size=pool)
+    check_target(client, redact_url(settings.target_url), settings.target_client)
+    crashes = Crashes(metrics)
+    if health is not None:
+        crashes.on_death(health.set_broken)
     backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
     owner = repartition_owner(settings, metrics, mapper.keyed_by_profile)  # None: direct
     carry: CarryForward | None = None
@@ -116,7 +131,12 @@ def build_loop(
         ),
         carry,
     )
-    sender = BulkSender(client.post_batch, backoff, metrics, clock=clock)
+    # One call budget for the group's bulk uploads and status polls (issue 11).
+    budget = CallBudget(settings.target_calls_per_minute, clock.monotonic())
+    gate = BudgetGate(budget, clock, metrics)
+    sender = BulkSender(
+        client.post_batch, backoff, metrics, clock=clock, gate=gate, crashes=crashes
+    )
     tracker = StatusTracker(
         client.get_status,
         poll_initial=settings.status_poll_initial_seconds,
@@ -124,6 +144,9 @@ def build_loop(
         max_age=settings.status_max_age_seconds,
         retain_max_bytes=settings.status_retain_max_bytes,
         clock=clock,
+        gate=gate,
+        unknown_release=settings.status_unknown_release_seconds,
+        crashes=crashes,
     )
     topics = settings.topics + (owner.subscribed if owner is not None else ())
     source: Source = KafkaSource(settings.consumer_config(), topics, metrics)
@@ -145,11 +168,21 @@ def build_loop(
             superseded=cut,
             state_file=settings.single_quota_state_file,
             clock=clock,
+            crashes=crashes,
         )
 
     def dead_letter_sink(on_settled: Callable[[int], None]) -> DeadLetterQueue:
         return DeadLetterQueue(
-            settings.producer_config(), settings.dlq_topic, on_settled, metrics, clock
+            settings.producer_config(),
+            settings.dlq_topic,
+            on_settled,
+            metrics,
+            clock,
+            on_blocked=(
+                (lambda reason: health.set_condition("dead_letters", reason))
+                if health is not None
+                else None
+            ),
         )
 
     audit_reader = None
@@ -172,20 +205,80 @@ def build_loop(
         tracker=tracker,
         metrics=metrics,
         clock=clock,
+        budget=budget,
+        rereader=KafkaRereader(settings.consumer_config()),
         audit_reader=audit_reader,
     )
     if owner is not None:
-        owner.attach(loop, convert=source_updates(mapper, metrics))
+        convert = source_updates(
+            mapper,
+            metrics,
+            clock=clock,
+            max_future_skew_seconds=settings.max_future_skew_seconds,
+            reading=settings.target_cell_decoding.upper(),
+        )
+        owner.attach(loop, convert=convert)
     return loop, client
 
 
-def _install_signals(loop: Loop) -> None:
+def _follow_group_size(settings: config.Settings, loop: Loop) -> GroupMembers | None:
+    """Keep the call budget's member count from Kafka: now, every few seconds, and at
+    every rebalance (the moment the membership changes)."""
+    budget = loop.budget
+    if budget is None:
+        return None
+    group = settings.consumer_config()["group.id"]
+    members = GroupMembers(
+        admin_config(settings.librdkafka()),
+        group,
+        lambda n: budget.set_members(n, loop.clock.monotonic()),
+    )
+    source = loop.source
+
+    def refreshing(inner: Callable[[set[TopicPartition]], None]) -> Callable[..., None]:
+        def hook(tps: set[TopicPartition]) -> None:
+            members.refresh(joined=True)
+            inner(tps)
+
+        return hook
+
+    source.on_assign = refreshing(source.on_assign)
+    source.on_revoke = refreshing(source.on_revoke)
+    source.on_lost = refreshing(source.on_lost)
+    members.start()
+    return members
+
+
+def _start_watchdog(loop: Loop, clock: Clock) -> None:
+    """Whatever is in flight, the process is gone ``SHUTDOWN_TIMEOUT_SECONDS`` after the
+    stop was asked for (guarantee 10): a close that hangs (a broker gone, a stuck call)
+    must not outlive the pod's grace period and be SIGKILLed at a random point."""
+    if loop.stop_requested_at is not None:
+        return
+    loop.stop_requested_at = clock.monotonic()
+    timeout = loop.settings.shutdown_timeout_seconds
+
+    def overrun() -> None:
+        log.error(
+            "shutdown timeout reached, exiting now; what was not committed is re-read",
+            extra={"fields": {"shutdown_timeout_seconds": timeout}},
+        )
+        logging.shutdown()
+        os._exit(EXIT_FATAL)
+
+    timer = threading.Timer(timeout, overrun)
+    timer.daemon = True
+    timer.start()
+
+
+def _install_signals(loop: Loop, clock: Clock) -> None:
     def handle(signum: int, _frame: FrameType | None) -> None:
         if loop.stopping:
             # Second signal: the operator wants out now.
             os._exit(128 + signum)
         log.info("signal received, shutting down", extra={"fields": {"signal": signum}})
         loop.stopping = True
+        _start_watchdog(loop, clock)
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
@@ -208,14 +301,22 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         extra={
             "fields": {
                 "topics": list(settings.topics),
-                "target": settings.target_url,
+                "target": redact_url(settings.target_url),
                 "client": settings.target_client,
                 "http_port": server.port,
             }
         },
     )
-    loop, client = build_loop(settings, metrics, clock, mapper, health)
-    _install_signals(loop)
+    for warning in config.warnings(settings):
+        log.warning(warning)
+    try:
+        loop, client = build_loop(settings, metrics, clock, mapper, health)
+    except FatalError as exc:
+        log.error("fatal error at start-up, stopping", extra={"fields": {"error": str(exc)}})
+        server.stop()
+        return EXIT_FATAL
+    members = _follow_group_size(settings, loop)
+    _install_signals(loop, clock)
     idle_since = clock.monotonic()
     code = 0
     try:
@@ -239,12 +340,15 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         health.set_fatal(str(exc))
         code = EXIT_FATAL
     health.set_stopping()
+    _start_watchdog(loop, clock)
     try:
         settled = loop.shutdown()
     except FatalError as exc:
         log.error("fatal error during shutdown", extra={"fields": {"error": str(exc)}})
         settled, code = False, EXIT_FATAL
     finally:
+        if members is not None:
+            members.close()
         if loop.audit is not None:
             loop.audit.close()
         client.close()

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from consumer.config.kafka import KAFKA_PREFIX, kafka_property, librdkafka_problem
-from consumer.config.loading import CONFIG_FILE_ENV, load
+from consumer.config.loading import CONFIG_FILE_ENV, load, warnings
 from consumer.config.settings import (
     DEFAULT_WRITER_SCHEMA,
     ENV_PREFIX,
@@ -44,4 +44,5 @@ __all__ = [
     "librdkafka_problem",
     "load",
     "markdown_table",
+    "warnings",
 ]

@@ -40,6 +40,7 @@ SECRET_PROPERTIES = frozenset(
         "ssl.keystore.password",
         "ssl.key.pem",
         "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.config",
         "ssl_key",
         "basic.auth.user.info",
     }

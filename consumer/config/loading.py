@@ -14,7 +14,7 @@ from typing import Any
 
 from consumer.config.kafka import KAFKA_PREFIX, kafka_property, wrap_secrets
 from consumer.config.settings import ENV_PREFIX, SETTINGS, Settings
-from consumer.config.values import Secret
+from consumer.config.values import Secret, bearer_problem
 from consumer.errors import ConfigError
 
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
@@ -95,7 +95,42 @@ def _missing(
     token_file = values.get("target_token_file")
     if token_file and not Path(token_file).is_file():
         problems[ENV_PREFIX + "TARGET_TOKEN_FILE"] = f"file not found: {token_file}"
+    problems.update(_token_problems(values))
     return problems
+
+
+def _token_problems(values: Mapping[str, Any]) -> dict[str, str]:
+    """A token that cannot be an HTTP header value is a configuration error, not a retry."""
+    problems: dict[str, str] = {}
+    token = values.get("target_token")
+    if isinstance(token, Secret) and token.reveal():
+        why = bearer_problem(token.reveal().strip())
+        if why:
+            problems[ENV_PREFIX + "TARGET_TOKEN"] = f"the token {why}"
+    token_file = values.get("target_token_file")
+    if token_file and Path(token_file).is_file():
+        try:
+            content = Path(token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            problems[ENV_PREFIX + "TARGET_TOKEN_FILE"] = f"cannot read {token_file}: {exc}"
+        else:
+            why = bearer_problem(content) if content else None
+            if why:
+                problems[ENV_PREFIX + "TARGET_TOKEN_FILE"] = f"the token in {token_file} {why}"
+    return problems
+
+
+def warnings(settings: Settings) -> list[str]:
+    """Valid but risky: printed by ``check-config`` and logged at start-up."""
+    out = []
+    if settings.target_url.startswith("http://") and (
+        settings.target_token.reveal() or settings.target_token_file
+    ):
+        out.append(
+            "PROFILE_SYNC_TARGET_URL is plain http:// but a token is configured: the token "
+            "crosses the network in clear (use https:// outside a test set-up)"
+        )
+    return out
 
 
 def _inconsistent(values: Mapping[str, Any]) -> dict[str, str]:

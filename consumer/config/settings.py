@@ -106,6 +106,12 @@ class Settings:
         "Mapping file: how each topic's records become profile updates (docs/mapping.md). "
         "Empty: every topic carries the ProfileChange contract.",
     )
+    max_future_skew_seconds: float = setting(
+        "86400",
+        v.float_range(0, 365 * 86400),
+        "An event whose occurred_at is further in the future than this goes to the DLQ "
+        "(invalid_occurred_at): it would outrank every later real update.",
+    )
     repartition: str = setting(
         "auto",
         v.choice("auto", "always", "never"),
@@ -165,9 +171,10 @@ class Settings:
         "Timeout of one HTTP call to Target.",
     )
     pcid_bulk_version: str = setting(
-        "v2",
+        "v1",
         v.choice("v1", "v2"),
-        "Bulk API version for pcId batches (v1 for Target set-ups that use ECID).",
+        "Bulk API version for pcId batches: v1 (right for set-ups that use ECID), or v2 "
+        "only for set-ups without ECID. thirdPartyId batches always use v2.",
     )
     upload_form: str = setting(
         "raw",
@@ -178,6 +185,18 @@ class Settings:
         "dlq",
         v.choice("dlq", "stop"),
         "A batch Target rejects permanently: its rows go to the DLQ, or the service stops.",
+    )
+    target_calls_per_minute: int = setting(
+        "40",
+        v.int_range(1, 10_000),
+        "The tenant's bulk-API calls a minute (uploads and status polls) that the whole "
+        "consumer group may spend (Target: 50, shared with the customer's other tools).",
+    )
+    target_cell_decoding: str = setting(
+        "A",
+        v.choice("a", "b"),
+        "How the tenant decodes batch cells (profile-sync probe finds out): A, split then "
+        "decode; B, decode then split (values with a comma or line break go to the DLQ).",
     )
 
     # -- batching and flow control
@@ -296,6 +315,12 @@ class Settings:
         v.int_range(0, 2**40),
         "Bytes of accepted batch files kept for resubmission; oldest dropped past it.",
     )
+    status_unknown_release_seconds: float = setting(
+        "3600",
+        v.float_range(0, 7 * 86400),
+        "A batch whose status Target no longer answers is carried forward this long after "
+        "its acceptance, then released (never resent on that ground).",
+    )
 
     # -- read-back audit (docs/operations.md "Read-back audit")
     audit_sample_share: float = setting(
@@ -387,6 +412,8 @@ class Settings:
                 value = "***" if value.reveal() else ""
             elif isinstance(value, tuple):
                 value = ",".join(value)
+            elif s.attr.endswith("_url") and isinstance(value, str):
+                value = v.redact_url(value)
             out[s.env] = value
         for prop, value in sorted(self.kafka.items()):
             out[kafka.env_name(prop)] = "***" if isinstance(value, Secret) else value

@@ -6,6 +6,7 @@ value, or raises ``ValueError`` saying what is wrong; the loader prefixes the ke
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,8 +90,35 @@ def topics(raw: str) -> tuple[str, ...]:
 def url(raw: str) -> str:
     value = raw.strip().rstrip("/")
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"must be an http:// or https:// URL, got {raw!r}")
+        raise ValueError(f"must be an http:// or https:// URL, got {redact_url(raw)!r}")
     return value
+
+
+_USER_INFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)?[^/@\s]*@")
+
+
+def redact_url(value: str) -> str:
+    """``value`` with any ``user:password@`` part shown as ``***@``."""
+    return _USER_INFO.sub(lambda m: (m.group("scheme") or "") + "***@", value.strip(), count=1)
+
+
+# What one HTTP header value may hold after "Bearer ": visible ASCII, no blanks.
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def bearer_problem(token: str) -> str | None:
+    """Why ``token`` cannot be sent as ``Authorization: Bearer ...``; None when it can.
+
+    Never quotes the token: a line break or a space in it would otherwise put the rest of
+    the secret into a log line or an error message.
+    """
+    if _HEADER_TOKEN.fullmatch(token):
+        return None
+    if any(c in token for c in "\r\n"):
+        return "holds a line break (a copy-paste artefact?); a header value cannot"
+    if not token.isascii():
+        return "holds non-ASCII characters; a header value cannot"
+    return "holds whitespace or control characters; a bearer token cannot"
 
 
 def optional_url(raw: str) -> str:

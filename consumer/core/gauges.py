@@ -31,4 +31,7 @@ def set_gauges(loop: Loop, m: Metrics, now: float) -> None:
         m.single_budget_total.set(loop.single.budget.limit)
     if loop.tracker is not None:
         m.batches_tracked.set(loop.tracker.tracked)
+    if loop.budget is not None:
+        m.call_budget_share.set(loop.budget.share(now))
+        m.group_members.set(loop.budget.members)
     m.loop_last_turn.set(loop.clock.time())

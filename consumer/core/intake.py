@@ -20,7 +20,8 @@ from consumer.core.model import DeadLetter, Priority, ProfileUpdate, TopicPartit
 from consumer.core.seams import Record
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
-from consumer.errors import MappingFailed, PoisonError
+from consumer.core.validate import cell_risks
+from consumer.errors import MappingFailed, PoisonError, ValidationError
 from consumer.mapping import RecordMapper, Skip, SkipReason
 from consumer.metrics import Metrics
 from consumer.target.urgent import SingleOutcome, SingleUpdater
@@ -37,7 +38,10 @@ class Intake:
         metrics: Metrics | None,
         summary: Summary,
         clock: Clock,
+        reading: str = "A",
+        max_future_skew_seconds: float = 86400.0,
     ) -> None:
+        """``reading``: how Target decodes batch cells (``TARGET_CELL_DECODING``)."""
         self.mapper = mapper
         self.batcher = batcher
         self.settling = settling
@@ -45,6 +49,9 @@ class Intake:
         self.metrics = metrics
         self.summary = summary
         self.clock = clock
+        self.reading = reading
+        # occurred_at further ahead than this is poison (invalid_occurred_at, guarantee 2).
+        self.max_future_ms = int(max_future_skew_seconds * 1000)
         # Repartition mode (docs/repartition.md): this topic's records are updates the
         # forward stage already validated, in the internal format.
         self.owned_topic = ""
@@ -54,10 +61,13 @@ class Intake:
         """Run ``records`` (in consumption order) into the batcher, DLQ or urgent path."""
         now = self.clock.monotonic()
         wall = self.clock.time()
+        latest_ms = int(wall * 1000) + self.max_future_ms
         map_record = self.mapper.map
         add = self.batcher.add
         track = self.settling.track
         single = self.single
+        reading = self.reading
+        long_values = unsafe_values = 0
         consumed: dict[tuple[str, str], int] = {}
         bulk = skipped = poison = urgent = 0
         mapping_skips: dict[str, int] = {}
@@ -93,6 +103,18 @@ class Intake:
                 continue
             ck = (topic, update.source)
             consumed[ck] = consumed.get(ck, 0) + 1
+            try:  # Target's cell rules (issue 11): long values counted, unsafe ones under B
+                long, unsafe = cell_risks(update, reading)
+            except PoisonError as exc:
+                poison += 1
+                self._dead_letter(exc, rec, tp, stage="validate")
+                continue
+            long_values += long
+            unsafe_values += unsafe
+            if update.occurred_at > latest_ms:  # it would outrank every real update to come
+                poison += 1
+                self._dead_letter(from_the_future(update.occurred_at, latest_ms), rec, tp)
+                continue
             batch_id = add(update, now)
             if not isinstance(batch_id, int):  # no row (rare): one check on the hot path
                 if batch_id is Refused.STALE:
@@ -148,6 +170,10 @@ class Intake:
                 m.events_skipped.inc(skipped - mapped_away)
             for reason, n in mapping_skips.items():
                 m.mapping_skips.labels(reason).inc(n)
+            if long_values:
+                m.long_values.inc(long_values)
+            if unsafe_values:
+                m.unsafe_values.labels("bulk").inc(unsafe_values)
 
     def _dead_letter(
         self, exc: PoisonError, rec: Record, tp: TopicPartition, stage: str = ""
@@ -155,6 +181,8 @@ class Intake:
         stage = stage or exc.stage
         if self.metrics is not None:
             self.metrics.poison_events.labels(stage, exc.reason).inc()
+            if exc.reason == "value_unsafe_under_reading_b":
+                self.metrics.unsafe_values.labels("dlq").inc()
         self.settling.dead_letter_record(
             DeadLetter(
                 key=rec.key,
@@ -172,3 +200,11 @@ class Intake:
             )
         )
         self.summary.dead_letters += 1
+
+
+def from_the_future(occurred_at: int, latest_ms: int) -> PoisonError:
+    return ValidationError(
+        "invalid_occurred_at",
+        f"occurred_at {occurred_at} is {(occurred_at - latest_ms) // 1000} s beyond the "
+        "allowed clock skew into the future (PROFILE_SYNC_MAX_FUTURE_SKEW_SECONDS)",
+    )

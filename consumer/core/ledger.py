@@ -60,12 +60,14 @@ class Ledger:
         self._unit_tps: dict[int, set[TopicPartition]] = {}
         self._settled: set[int] = {SETTLED}
         self._dirty: set[TopicPartition] = set()
+        self._start: dict[TopicPartition, int] = {}  # first offset tracked (unit_offsets)
 
     def track(self, tp: TopicPartition, offset: int, unit: int) -> None:
         """Record that ``offset`` of ``tp`` is settled by ``unit``. Offsets arrive in order."""
         runs = self._runs.get(tp)
         if runs is None:
             runs = self._runs[tp] = deque()
+            self._start[tp] = offset
         if runs and runs[-1].unit == unit:
             runs[-1].last = offset
         else:
@@ -111,6 +113,27 @@ class Ledger:
         self._dirty.clear()
         return out
 
+    def unit_partitions(self, unit: int) -> set[TopicPartition]:
+        """The partitions ``unit`` still holds offsets of (before it settles)."""
+        return set(self._unit_tps.get(unit, ()))
+
+    def unit_offsets(self, unit: int) -> dict[TopicPartition, list[tuple[int, int]]]:
+        """The offsets ``unit`` settles, as (first, last) runs per partition. A scan of the
+        pending runs: for the rare paths (a rejected batch), not per event."""
+        out: dict[TopicPartition, list[tuple[int, int]]] = {}
+        for tp in self._unit_tps.get(unit, ()):
+            runs = self._runs.get(tp)
+            if not runs:
+                continue
+            start = self._next.get(tp, self._start.get(tp, runs[0].last))
+            previous_last = start - 1
+            for run in runs:
+                first = previous_last + 1
+                if run.unit == unit:
+                    out.setdefault(tp, []).append((first, run.last))
+                previous_last = run.last
+        return out
+
     def committable(self, tp: TopicPartition) -> int | None:
         return self._next.get(tp)
 
@@ -123,6 +146,7 @@ class Ledger:
         """Drop partitions (revoked, or rewound to their committed offset)."""
         for tp in tps:
             self._runs.pop(tp, None)
+            self._start.pop(tp, None)
             self._next.pop(tp, None)
             self._dirty.discard(tp)
         for unit, unit_tps in list(self._unit_tps.items()):

@@ -31,12 +31,13 @@ from consumer.core import rebalance
 from consumer.core.audit import AuditQueue
 from consumer.core.auditing import Auditing, Reader
 from consumer.core.batcher import Batcher
+from consumer.core.budget import CallBudget
 from consumer.core.carry import CarryForward
 from consumer.core.gauges import set_gauges
 from consumer.core.intake import Intake
 from consumer.core.model import IdType
 from consumer.core.outcomes import Outcomes
-from consumer.core.seams import BatchFollower, Source, Uploads
+from consumer.core.seams import BatchFollower, Rereader, Source, Uploads
 from consumer.core.settling import DeadLetterSinkFactory, Settling
 from consumer.core.summary import Summary
 from consumer.core.uploads import CutBatches, UploadQueue
@@ -72,6 +73,8 @@ class Loop:
         tracker: BatchFollower | None,
         metrics: Metrics | None,
         clock: Clock,
+        budget: CallBudget | None = None,
+        rereader: Rereader | None = None,
         audit_reader: Reader | None = None,
     ) -> None:
         """``cut`` is shared with ``single`` (it skips calls for batches already cut).
@@ -84,6 +87,7 @@ class Loop:
         self.tracker = tracker
         self.metrics = metrics
         self.clock = clock
+        self.budget = budget  # the tenant's bulk-API calls (consumer/core/budget.py)
         self.summary = Summary(clock)
         self.settling = Settling(dead_letter_sink)
         self.uploads = UploadQueue(uploads, settings.max_in_flight_batches, cut)
@@ -95,6 +99,8 @@ class Loop:
             metrics=metrics,
             summary=self.summary,
             clock=clock,
+            reading=settings.target_cell_decoding.upper(),
+            max_future_skew_seconds=settings.max_future_skew_seconds,
         )
         # v1 never creates a profile: one Target does not have is then no loss.
         v1_ids = frozenset({IdType.PC_ID}) if settings.pcid_bulk_version == "v1" else frozenset()
@@ -125,9 +131,12 @@ class Loop:
             tracker=tracker,
             metrics=metrics,
             summary=self.summary,
+            rereader=rereader,
             audit=self.audit,
         )
         self.stopping = False
+        # When the stop was asked for (monotonic); shutdown's budget counts from there.
+        self.stop_requested_at: float | None = None
         self.paused = False
         self._last_quota_save = clock.monotonic()
         self.assignment_changed_at = clock.monotonic()
@@ -170,7 +179,10 @@ class Loop:
         if trigger:
             batcher.cut_all(trigger)
         else:
-            batcher.cut_due(now)
+            budget = self.budget
+            # Linger, unless the budget has no call for it now: then the batch grows.
+            if budget is None or budget.room(now) > self.uploads.busy:
+                batcher.cut_due(now)
             if batcher.buffered_bytes >= self.settings.buffer_max_bytes:
                 batcher.cut_all("memory")
         ready = batcher.take_ready()

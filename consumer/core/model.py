@@ -62,6 +62,8 @@ class DeadLetter:
     tp: TopicPartition | None = None
     offset: int | None = None
     extra_headers: tuple[tuple[str, str], ...] = field(default=())
+    # The source record's own headers, written as they were (a rejected batch's events).
+    original_headers: tuple[tuple[str, bytes | None], ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)

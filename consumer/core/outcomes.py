@@ -21,7 +21,7 @@ from consumer.core.auditing import Auditing
 from consumer.core.carry import CarryForward
 from consumer.core.ledger import UnitKind, unit_kind
 from consumer.core.model import BatchFile, DeadLetter
-from consumer.core.seams import BatchFollower
+from consumer.core.seams import BatchFollower, Rereader
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
 from consumer.core.uploads import UploadQueue
@@ -45,10 +45,13 @@ class Outcomes:
         tracker: BatchFollower | None,
         metrics: Metrics | None,
         summary: Summary,
+        rereader: Rereader | None = None,
         audit: Auditing | None = None,
     ) -> None:
-        """``audit``: told when a batch completed (its rows are read back later) or will
-        never complete."""
+        """``rereader`` reads a rejected batch's source records again, so that they are
+        dead-lettered as published (None: its rows are dead-lettered as JSON). ``audit``:
+        told when a batch completed (its rows are read back later) or will never
+        complete."""
         self.settings = settings
         self.settling = settling
         self.uploads = uploads
@@ -58,6 +61,7 @@ class Outcomes:
         self.summary = summary
         self.audit = audit
         self._resubmits: dict[int, int] = {}
+        self.rereader = rereader
 
     def release(self, batch_id: int) -> None:
         """Stop carrying ``batch_id``'s rows forward."""
@@ -106,6 +110,7 @@ class Outcomes:
             else:
                 # Nobody follows batch status: acceptance is the best completion signal left.
                 self.release(bid)
+                self.settling.completion.completed(bid)
             return
         self.release(bid)
         if result.outcome is BulkOutcome.CANCELLED:
@@ -122,7 +127,36 @@ class Outcomes:
         if self.settings.on_rejected == "stop":
             self.settling.abandon(bid)
             raise FatalError(f"batch {bid} rejected by Target: {result.error}")
-        self._dead_letter_rows(batch, "batch_rejected", result.error, unit=bid)
+        if not self._dead_letter_events(batch, result.error, unit=bid):
+            self._dead_letter_rows(batch, "batch_rejected", result.error, unit=bid)
+
+    def _dead_letter_events(self, batch: BatchFile, error: str, unit: int) -> bool:
+        """The events of a rejected batch, as published, to the DLQ (replayable with
+        ``profile-sync dlq replay``); False when they cannot be read back."""
+        if self.rereader is None:
+            return False
+        ranges = self.settling.ledger.unit_offsets(unit)
+        events = self.rereader.read(ranges) if ranges else None
+        if not events:
+            return False
+        letters = [
+            DeadLetter(
+                key=e.key,
+                value=e.value,
+                reason="batch_rejected",
+                stage="target",
+                error_class="PermanentError",
+                message=error,
+                tp=e.tp,
+                offset=e.offset,
+                extra_headers=(("batch.id", str(batch.batch_id)),),
+                original_headers=e.headers,
+            )
+            for e in events
+        ]
+        self.summary.dead_letters += len(letters)
+        self.settling.dead_letter_rows(letters, unit)
+        return True
 
     def _dead_letter_rows(
         self, batch: BatchFile, reason: str, error: str, unit: int | None
@@ -172,11 +206,18 @@ class Outcomes:
                 failed=status.failed,
                 not_found=status.not_found,
             )
+        if outcome.outcome is FinalStatus.UNKNOWN:
+            # Accepted, its status forgotten by Target: never resent on that ground.
+            log.info("batch status unknown, carry-forward released", extra={"fields": fields})
+            self.release(outcome.batch_id)
+            self._resubmits.pop(outcome.batch_id, None)
+            return
         if outcome.outcome is FinalStatus.COMPLETE:
             log.info("batch complete", extra={"fields": fields})
             if self.audit is not None:
                 self.audit.on_complete(outcome.batch, outcome.batch_id)
             self.release(outcome.batch_id)
+            self.settling.completion.completed(outcome.batch_id)
             self._resubmits.pop(outcome.batch_id, None)
             return
         batch = self._still_owned(outcome.batch) if outcome.batch is not None else None
@@ -185,6 +226,7 @@ class Outcomes:
             log.info("stuck batch superseded by later batches", extra={"fields": fields})
             self._resubmits.pop(outcome.batch_id, None)
             self.release(outcome.batch_id)
+            self.settling.completion.completed(outcome.batch_id)
             return
         if batch is not None and outcome.resubmits < self.settings.status_max_resubmits:
             log.warning("batch not completing, resubmitting", extra={"fields": fields})
@@ -195,6 +237,8 @@ class Outcomes:
             return
         self._resubmits.pop(outcome.batch_id, None)
         self.release(outcome.batch_id)
+        # Given up: dead-lettered below, or lost if its bytes were not kept (logged).
+        self.settling.completion.completed(outcome.batch_id)
         if batch is None:
             log.error(
                 "batch stuck and its bytes were not retained; cannot dead-letter rows",

@@ -126,6 +126,11 @@ class OwnedSource:
             if offsets:
                 self.inner.store_offsets(offsets)
 
+    def store_complete(self, complete: dict[TopicPartition, int]) -> None:
+        # Safe before held offsets are released: the metadata never claims past the
+        # stored offset (consumer/kafka/source.py keeps the smaller of the two).
+        self.inner.store_complete(complete)
+
     def commit_sync(self) -> None:
         if self._held:
             self._flush(10.0)

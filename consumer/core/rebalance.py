@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("profile_sync.pipeline")
 
+# Left of the shutdown budget for the consumer's close (commit, leave the group).
+_CLOSE_SECONDS = 1.0
 # How long one wait for an upload result lasts while settling (revoke, shutdown); DLQ
 # delivery reports are served between waits.
 SETTLE_WAIT_SECONDS = 0.02
@@ -83,7 +85,13 @@ def on_revoke(loop: Loop, tps: set[TopicPartition]) -> None:
         loop.metrics.rebalances.labels("revoke").inc()
     timeout = loop.settings.revoke_timeout_seconds
     if loop.stopping:
-        timeout = min(timeout, 1.0)  # shutdown already flushed and waited
+        # Shutdown already flushed and waited; what is left of its budget bounds this.
+        left = loop.stop_requested_at
+        remaining = 1.0
+        if left is not None:
+            budget_end = left + loop.settings.shutdown_timeout_seconds
+            remaining = budget_end - _CLOSE_SECONDS - loop.clock.monotonic()
+        timeout = max(0.0, min(timeout, 1.0, remaining))
     settled = settle(loop, loop.clock.monotonic() + timeout, tps)
     loop.source.commit_sync()
     leftover = loop.settling.pending(tps)
@@ -97,6 +105,7 @@ def on_revoke(loop: Loop, tps: set[TopicPartition]) -> None:
             extra={"fields": {"batches": _batches(leftover)}},
         )
     loop.settling.forget(tps)
+    loop.settling.completion.forget(tps)
     log.info(
         "partitions revoked",
         extra={"fields": {"partitions": _names(tps), "settled": settled}},
@@ -110,6 +119,7 @@ def on_lost(loop: Loop, tps: set[TopicPartition]) -> None:
         loop.metrics.rebalances.labels("lost").inc()
     _drop(loop, tps, loop.settling.pending(tps))
     loop.settling.forget(tps)
+    loop.settling.completion.forget(tps)
     log.warning(
         "partitions lost (session timed out); uncommitted work dropped",
         extra={"fields": {"partitions": _names(tps)}},
@@ -120,10 +130,12 @@ def shutdown(loop: Loop) -> bool:
     """Stop fetching, flush, settle, commit, close. True when everything settled."""
     loop.stopping = True
     budget = loop.settings.shutdown_timeout_seconds
-    deadline = loop.clock.monotonic() + budget
+    # The budget counts from the signal, not from the end of the turn it interrupted.
+    deadline = (loop.stop_requested_at or loop.clock.monotonic()) + budget
+    loop.stop_requested_at = deadline - budget
     loop.source.pause_all()
-    # Reserve a little of the budget for committing and leaving the group.
-    settled = settle(loop, deadline - min(2.0, budget / 5))
+    # Reserve part of the budget for committing, closing the workers and leaving the group.
+    settled = settle(loop, deadline - min(3.0, budget / 3))
     loop.source.commit_sync()
     if not settled:
         leftover = loop.settling.pending()
@@ -132,11 +144,12 @@ def shutdown(loop: Loop) -> bool:
             "shutdown: some batches did not settle in time; they will be re-read",
             extra={"fields": {"batches": _batches(leftover)}},
         )
+    # Worker threads are daemons: their closes join briefly, never for a call on the wire.
     loop.uploads.close()
     if loop.single is not None:
-        loop.single.close()
+        loop.single.close(min(0.5, max(0.0, deadline - loop.clock.monotonic())))
     if loop.tracker is not None:
         loop.tracker.close()
-    loop.settling.flush(max(0.1, deadline - loop.clock.monotonic()))
+    loop.settling.flush(max(0.1, deadline - _CLOSE_SECONDS - loop.clock.monotonic()))
     loop.source.close()
     return settled

@@ -55,6 +55,10 @@ class Source(Protocol):
         """Offsets (next to read) that may be committed; auto-commit sends them."""
         ...
 
+    def store_complete(self, complete: dict[TopicPartition, int]) -> None:
+        """Complete-up-to offsets (consumer/core/completion.py), kept with the commits."""
+        ...
+
     def commit_sync(self) -> None: ...
 
     def pause_all(self) -> None: ...
@@ -101,6 +105,26 @@ class BatchFollower(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class OriginalEvent(NamedTuple):
+    """A record of a source topic as it was published (for dead letters of its batch)."""
+
+    tp: TopicPartition
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+
+class Rereader(Protocol):
+    """Reads given offsets of the source topics again (consumer/kafka/reread.py)."""
+
+    def read(
+        self, ranges: dict[TopicPartition, list[tuple[int, int]]]
+    ) -> list[OriginalEvent] | None:
+        """The records at ``ranges`` (first, last inclusive); None if not all were read."""
+        ...
 
 
 class DeadLetterSink(Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from consumer.core.completion import Completion
 from consumer.core.ledger import DeadLetterUnits, Ledger
 from consumer.core.model import DeadLetter, TopicPartition
 from consumer.core.seams import DeadLetterSink, Source
@@ -28,6 +29,8 @@ class Settling:
         self.track = self.ledger.track
         # Batches that will never settle because the service is stopping for them.
         self.abandoned: set[int] = set()
+        # Up to where each partition is known complete in Target (guarantee 13).
+        self.completion = Completion()
 
     def new_unit(self) -> int:
         """A unit settled later by ``on_settled`` of the sink (a repartition write,
@@ -38,6 +41,7 @@ class Settling:
         self.ledger.settle(unit)
 
     def batch_accepted(self, batch_id: int) -> None:
+        self.completion.accepted(batch_id, self.ledger.unit_partitions(batch_id))
         self.ledger.settle(batch_id)
 
     def abandon(self, batch_id: int) -> None:
@@ -79,7 +83,11 @@ class Settling:
     def store(self, source: Source) -> None:
         offsets = self.ledger.take_committable()
         if offsets:
+            self.completion.moved(offsets)
             source.store_offsets(offsets)
+        complete = self.completion.take_changed()
+        if complete:
+            source.store_complete(complete)
 
     def forget(self, tps: set[TopicPartition]) -> None:
         """Drop partitions (revoked, lost, or rewound to their committed offset)."""

@@ -14,13 +14,30 @@ from typing import Any
 from consumer.core.model import IdType, Priority, ProfileUpdate, TopicPartition
 from consumer.errors import ValidationError
 
-# Longest profile id we accept. Target documents none; ids are CRM ids, loyalty numbers or
-# tntids (~36 chars). Anything this long is a producer bug, not a customer.
+# Target's limits page: an mbox3rdPartyId is at most 256 characters (we hold pcIds to it
+# too: a tntid is ~36), an in-mbox profile attribute name at most 128, and values over 256
+# characters are truncated for in-mbox use (sent anyway, counted: ``cell_risks``).
 MAX_ID_LENGTH = 256
-# Longest attribute name; Target's UI and mbox parameters stay far below this.
-MAX_NAME_LENGTH = 250
+MAX_NAME_LENGTH = 128
+MAX_MBOX_VALUE_LENGTH = 256
 # Target's cap on all external data of one profile; a single event over it can never apply.
 MAX_PROFILE_BYTES = 64 * 1024
+
+
+def check_profile_id(id_type: IdType, profile_id: object) -> str:
+    """``profile_id`` if Target can take it for ``id_type``, else ``ValidationError``."""
+    if not isinstance(profile_id, str) or not profile_id.strip():
+        raise ValidationError("invalid_profile_id", "profile id is empty")
+    if len(profile_id) > MAX_ID_LENGTH:
+        raise ValidationError("profile_id_too_long", f"profile id longer than {MAX_ID_LENGTH}")
+    if _bad_text(profile_id):
+        raise ValidationError("invalid_profile_id", "profile id has control characters")
+    if id_type is IdType.THIRD_PARTY_ID and ("+" in profile_id or "/" in profile_id):
+        raise ValidationError(
+            "third_party_id_forbidden_character", "a thirdPartyId must not hold '+' or '/'"
+        )
+    return profile_id
+
 
 _ID_TYPES = {"THIRD_PARTY_ID": IdType.THIRD_PARTY_ID, "PC_ID": IdType.PC_ID}
 _PRIORITIES = {"NORMAL": Priority.NORMAL, "URGENT": Priority.URGENT}
@@ -57,7 +74,9 @@ def attribute_name(raw: str) -> str:
     if not name:
         raise ValidationError("invalid_attribute_name", f"empty attribute name {raw!r}")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValidationError("invalid_attribute_name", f"name longer than {MAX_NAME_LENGTH}")
+        raise ValidationError(
+            "attribute_name_too_long", f"attribute name longer than {MAX_NAME_LENGTH}"
+        )
     if _bad_text(name) or " " in name:
         raise ValidationError(
             "invalid_attribute_name", f"attribute name {name!r} has spaces or control characters"
@@ -77,12 +96,7 @@ def to_update(record: dict[str, Any], tp: TopicPartition, offset: int) -> Profil
         occurred_at = record["occurred_at"]
     except (KeyError, TypeError) as exc:
         raise ValidationError("missing_field", f"record lacks {exc}") from None
-    if not isinstance(profile_id, str) or not profile_id.strip():
-        raise ValidationError("invalid_profile_id", "profile id is empty")
-    if len(profile_id) > MAX_ID_LENGTH:
-        raise ValidationError("invalid_profile_id", f"profile id longer than {MAX_ID_LENGTH}")
-    if _bad_text(profile_id):
-        raise ValidationError("invalid_profile_id", "profile id has control characters")
+    profile_id = check_profile_id(id_type, profile_id)
     if not isinstance(occurred_at, int) or occurred_at < 0:
         raise ValidationError("invalid_occurred_at", f"occurred_at {occurred_at!r} is invalid")
 
@@ -126,3 +140,36 @@ def to_update(record: dict[str, Any], tp: TopicPartition, offset: int) -> Profil
         str(record.get("source", "OTHER")),
         str(record.get("event_id", "")),
     )
+
+
+def cell_risks(update: ProfileUpdate, reading: str) -> tuple[int, int]:
+    """(values over 256 characters, values holding a comma or line break) of ``update``.
+
+    Long values are sent (Target truncates them for in-mbox use). Under reading B
+    (``TARGET_CELL_DECODING``) a comma or line break in a value, or a comma in the id,
+    would shift the columns of its row: ``ValidationError`` (``value_unsafe_under_reading_b``).
+    """
+    long = unsafe = 0
+    for value in update.attributes.values():
+        if len(value) > MAX_MBOX_VALUE_LENGTH:
+            long += 1
+        if "," in value or "\n" in value or "\r" in value:
+            unsafe += 1
+    if reading == "B" and (unsafe or _separates(update.profile_id)):
+        raise ValidationError(
+            "value_unsafe_under_reading_b",
+            "a value holds a comma or line break, which Target (cell decoding B) would read "
+            "as a separator",
+        )
+    if reading == "B" and any(_separates(name) for name in update.attributes):
+        # A header cell that splits would shift every later column of the whole file.
+        raise ValidationError(
+            "value_unsafe_under_reading_b",
+            "an attribute name holds a comma or line break, which Target (cell decoding B) "
+            "would read as a separator",
+        )
+    return long, unsafe
+
+
+def _separates(text: str) -> bool:
+    return "," in text or "\n" in text or "\r" in text

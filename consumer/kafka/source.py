@@ -18,12 +18,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from consumer.config import librdkafka_problem
+from consumer.core.completion import metadata_for, parse_metadata
 from consumer.core.model import TopicPartition
 from consumer.core.seams import PartitionsCallback, Record
 from consumer.errors import ConfigError, FatalError
 from consumer.metrics import Metrics
 
 log = logging.getLogger("profile_sync.source")
+
+# Reading the committed offsets (and their metadata) when partitions are assigned.
+_COMMITTED_TIMEOUT_SECONDS = 10.0
 
 
 def _ours(partitions: list[KafkaTopicPartition]) -> set[TopicPartition]:
@@ -56,6 +60,15 @@ class KafkaSource:
         self.on_lost: PartitionsCallback = lambda tps: None
         self._rewind: set[TopicPartition] = set()
         self._paused = False
+        # Complete-up-to offsets (consumer/core/completion.py), written as commit metadata:
+        # what we know, the committed offset found at assignment (never stored below it,
+        # so lag stays honest while a restart re-reads), the last offset stored.
+        self._complete: dict[TopicPartition, int] = {}
+        self._floor: dict[TopicPartition, int] = {}
+        self._stored: dict[TopicPartition, int] = {}
+        self._first_unknown: set[TopicPartition] = set()
+        strategy = str(config.get("partition.assignment.strategy", ""))
+        self._cooperative = "cooperative" in strategy
         self._fatal: str | None = None
         self._consumer.subscribe(
             list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost
@@ -66,7 +79,44 @@ class KafkaSource:
     def _assign(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _ours(partitions)
         self.assigned |= tps
+        if partitions:
+            self._start_where_complete(partitions)
         self.on_assign(tps)
+
+    def _start_where_complete(self, partitions: list[KafkaTopicPartition]) -> None:
+        """Start each partition at its complete-up-to offset (guarantee 13): what lies
+        between it and the committed offset was accepted by Target but not known applied,
+        so it is read and sent again."""
+        try:
+            committed = self._consumer.committed(partitions, timeout=_COMMITTED_TIMEOUT_SECONDS)
+        except KafkaException as exc:
+            raise FatalError(f"cannot read committed offsets: {exc.args[0].str()}") from exc
+        starts = []
+        replays = {}
+        for part in committed:
+            tp = TopicPartition(part.topic, part.partition)
+            complete = parse_metadata(part.metadata)
+            if part.offset < 0:
+                self._first_unknown.add(tp)  # nothing committed: the first offset read
+                starts.append(KafkaTopicPartition(part.topic, part.partition))
+                continue
+            self._floor[tp] = self._stored[tp] = part.offset
+            if complete is not None and complete < part.offset:
+                self._complete[tp] = complete
+                replays[f"{tp.topic}[{tp.partition}]"] = [complete, part.offset]
+                starts.append(KafkaTopicPartition(part.topic, part.partition, complete))
+            else:
+                self._complete[tp] = part.offset
+                starts.append(KafkaTopicPartition(part.topic, part.partition, part.offset))
+        if replays:
+            log.info(
+                "re-reading what was accepted but not known complete",
+                extra={"fields": {"ranges": replays}},
+            )
+        if self._cooperative:
+            self._consumer.incremental_assign(starts)
+        else:
+            self._consumer.assign(starts)
 
     def _revoke(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _ours(partitions)
@@ -85,6 +135,11 @@ class KafkaSource:
     def _release(self, tps: set[TopicPartition]) -> None:
         self.assigned -= tps
         self._rewind -= tps
+        self._first_unknown -= tps
+        for tp in tps:
+            self._complete.pop(tp, None)
+            self._floor.pop(tp, None)
+            self._stored.pop(tp, None)
         if self._metrics is not None:
             # The new owner reports these partitions' lag now; a stale series would
             # inflate the lag panels, the alert and the autoscaler.
@@ -148,6 +203,12 @@ class KafkaSource:
             for m in messages
             if m.error() is None
         ]
+        if self._first_unknown and records:
+            for rec in records:
+                tp = TopicPartition(rec[0], rec[1])
+                if tp in self._first_unknown:
+                    self._first_unknown.discard(tp)
+                    self._complete.setdefault(tp, rec[2])
         if len(records) < len(messages):
             for m in messages:
                 err = m.error()
@@ -166,15 +227,53 @@ class KafkaSource:
         mine = {tp: off for tp, off in offsets.items() if tp in self.assigned}
         if not mine:
             return
-        try:
-            self._consumer.store_offsets(offsets=_theirs(mine))
-        except KafkaException as exc:
-            log.warning("storing offsets failed", extra={"fields": {"error": exc.args[0].str()}})
+        for tp, off in mine.items():
+            self._stored[tp] = max(off, self._floor.get(tp, -1))
+        self._store(set(mine))
+
+    def store_complete(self, complete: dict[TopicPartition, int]) -> None:
+        """New complete-up-to offsets: stored with the offsets as commit metadata, and
+        committed now (auto-commit skips an offset that did not move)."""
+        mine = {tp: off for tp, off in complete.items() if tp in self.assigned}
+        if not mine:
+            return
+        self._complete.update(mine)
+        parts = self._store(set(mine))
+        if parts:
+            try:
+                self._consumer.commit(offsets=parts, asynchronous=True)
+            except KafkaException as exc:
+                log.warning("commit failed", extra={"fields": {"error": exc.args[0].str()}})
+
+    def _store(self, tps: set[TopicPartition]) -> list[KafkaTopicPartition]:
+        parts = []
+        for tp in tps:
+            offset = self._stored.get(tp)
+            if offset is None:
+                continue
+            complete = self._complete.get(tp)
+            if complete is None:
+                parts.append(KafkaTopicPartition(tp.topic, tp.partition, offset))
+            else:
+                meta = metadata_for(min(complete, offset))
+                parts.append(KafkaTopicPartition(tp.topic, tp.partition, offset, metadata=meta))
+        if parts:
+            try:
+                self._consumer.store_offsets(offsets=parts)
+            except KafkaException as exc:
+                log.warning(
+                    "storing offsets failed", extra={"fields": {"error": exc.args[0].str()}}
+                )
+        return parts
 
     def commit_sync(self) -> None:
-        """Commit the stored offsets now (rebalance, shutdown)."""
+        """Commit the stored offsets now (rebalance, shutdown), with their metadata."""
+        parts = self._store(self.assigned & set(self._stored))
         try:
-            self._consumer.commit(asynchronous=False)
+            if parts:
+                self._consumer.commit(offsets=parts, asynchronous=False)
+            else:
+                self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() != KafkaError._NO_OFFSET:

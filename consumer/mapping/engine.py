@@ -29,6 +29,7 @@ from consumer.core.validate import (
     MAX_ID_LENGTH,
     MAX_PROFILE_BYTES,
     attribute_name,
+    check_profile_id,
     render_value,
 )
 from consumer.errors import DecodeError, MappingFailed, ValidationError
@@ -204,7 +205,7 @@ def _check_id(profile_id: str, path: str) -> str:
     if not profile_id.strip():
         raise ValidationError("invalid_profile_id", "profile id is empty")
     if len(profile_id) > MAX_ID_LENGTH:
-        raise ValidationError("invalid_profile_id", f"profile id longer than {MAX_ID_LENGTH}")
+        raise ValidationError("profile_id_too_long", f"profile id longer than {MAX_ID_LENGTH}")
     if not profile_id.isprintable():
         raise ValidationError("invalid_profile_id", "profile id has control characters")
     return profile_id
@@ -316,6 +317,8 @@ def compile_entry(spec: EntrySpec) -> TopicMapping:
                 raise MappingFailed(type_path, f"{raw_type!r:.40} is not a known id type")
         else:
             id_type = fixed_id_type
+        if id_type is IdType.THIRD_PARTY_ID and ("+" in profile_id or "/" in profile_id):
+            check_profile_id(id_type, profile_id)  # raises: Target refuses + and / (issue 11)
         occurred_at = occurred(image, record, timestamp)
 
         attributes = dict(constants) if constants else {}

@@ -21,15 +21,25 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
+from consumer.core.budget import CallKind
 from consumer.core.model import BatchFile, IdType
 from consumer.errors import PermanentError, RetryableError
 from consumer.metrics import Metrics
 from consumer.target.api import BulkAccepted
+from consumer.target.gate import BudgetGate
+from consumer.workers import Crashes
 
 log = logging.getLogger("profile_sync.sender")
+
+
+# How long close() waits for the worker threads. They are daemons, so nothing is lost by
+# not waiting for a call still on the wire; waiting longer would break the shutdown
+# timeout (guarantee 10 in docs/guarantees.md).
+CLOSE_JOIN_SECONDS = 0.5
 
 
 class BulkOutcome(StrEnum):
@@ -70,8 +80,13 @@ class BulkSender:
         metrics: Metrics | None,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        gate: BudgetGate | None = None,
+        crashes: Crashes | None = None,
     ) -> None:
+        """``gate``: every attempt waits for a call of the tenant's budget (issue 11)."""
         self._post = post
+        self._gate = gate
+        self._crashes = crashes or Crashes(metrics)
         self._clock = clock or SystemClock()
         self._backoff = backoff
         self._metrics = metrics
@@ -82,9 +97,7 @@ class BulkSender:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads = [
-            threading.Thread(
-                target=self._work, args=(jobs,), name=f"bulk-sender-{t.value}", daemon=True
-            )
+            self._crashes.thread("bulk", partial(self._work, jobs), f"bulk-sender-{t.value}")
             for t, jobs in self._jobs.items()
         ]
         for thread in self._threads:
@@ -111,16 +124,19 @@ class BulkSender:
         if job is not None:
             job.cancelled.set()
 
-    def close(self) -> None:
-        """Stop the workers: cancel what is left, wait for threads (each finishes one try)."""
+    def close(self, timeout: float = CLOSE_JOIN_SECONDS) -> None:
+        """Stop the workers: cancel what is left, wait for threads (each finishes one try)
+        at most ``timeout`` seconds in all; they are daemons, so a call still on the wire
+        never holds the process past its shutdown timeout (guarantee 10)."""
         self._stopping.set()
         with self._lock:
             for job in self._active.values():
                 job.cancelled.set()
         for jobs in self._jobs.values():
             jobs.put(None)
+        deadline = self._clock.monotonic() + timeout
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=max(0.0, deadline - self._clock.monotonic()))
 
     def _work(self, jobs: queue.Queue[_Job | None]) -> None:
         while True:
@@ -136,10 +152,16 @@ class BulkSender:
         batch = job.batch
         attempt = 0
         error = ""
+        gate = self._gate
         while not job.cancelled.is_set():
+            if gate is not None and not gate.wait_turn(CallKind.UPLOAD, job.cancelled):
+                break
             attempt += 1
             try:
-                accepted = self._post(batch)
+                if gate is None:
+                    accepted = self._post(batch)
+                else:
+                    accepted = gate.call(CallKind.UPLOAD, lambda: self._post(batch))
             except RetryableError as exc:
                 error = str(exc)
                 delay = self._backoff.delay(attempt, exc.retry_after, self._rng)
@@ -160,6 +182,12 @@ class BulkSender:
                 continue
             except PermanentError as exc:
                 return self._result(job, BulkOutcome.REJECTED, None, str(exc), attempt)
+            except Exception as exc:  # a worker must survive the unexpected
+                # Not Target's verdict on the data: retried like an outage, and visible.
+                self._crashes.caught("bulk", exc)
+                error = f"{type(exc).__name__}: {exc}"
+                job.cancelled.wait(self._backoff.delay(attempt, None, self._rng))
+                continue
             return self._result(job, BulkOutcome.ACCEPTED, accepted, "", attempt)
         return self._result(job, BulkOutcome.CANCELLED, None, error or "cancelled", attempt)
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from consumer.config import Secret, Settings
+from consumer.config.values import bearer_problem
 from consumer.core.model import BatchFile, IdType
 from consumer.errors import RetryableError
 from consumer.metrics import Metrics, status_class
@@ -61,9 +62,17 @@ class TokenSource:
                     token = fh.read().strip()
             except OSError:
                 return
+            self._stamp = stamp
+            why = bearer_problem(token) if token else None
+            if why:
+                # Keep the last good token; never quote this one (guarantee 12).
+                log.error(
+                    "target token file rejected, keeping the previous token",
+                    extra={"fields": {"token_file": self._path, "problem": why}},
+                )
+                return
             if token:
                 self._token = token
-            self._stamp = stamp
         self._on_reload()
         log.info("target token loaded", extra={"fields": {"token_file": self._path}})
 
@@ -113,6 +122,20 @@ class TargetClient:
         return target.parse_bulk_response(response.status_code, response.text)
 
     def get_status(self, url: str) -> target.BatchStatus:
+        try:
+            safe = target.status_url(url, self._settings.target_url)
+        except target.StatusUnknown as exc:
+            log.error(
+                "batch status URL refused: the token is not sent to it",
+                extra={"fields": {"error": str(exc)}},
+            )
+            raise
+        if not safe.startswith(url.split(":", 1)[0] + ":"):
+            log.warning(
+                "batch status URL was plain http: asked over https instead",
+                extra={"fields": {"url": safe.split("?", 1)[0]}},
+            )
+        url = safe
         sep = "&" if "?" in url else "?"
         response = self._request("status", "GET", f"{url}{sep}showDetails=true")
         return target.parse_batch_status(response.status_code, response.text)
@@ -131,7 +154,16 @@ class TargetClient:
                 content=params.encode("ascii"),
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
             )
-        target.check_status(response.status_code, response.text, None)
+        target.parse_single_response(response.status_code, response.text)
+
+    def raw_status(self, batch_id: str) -> tuple[int, str]:
+        """One batchStatus GET for ``batch_id`` on the configured client: (status, body).
+        Raises ``RetryableError`` like every call (network, 401/403, 408, 429, 5xx)."""
+        s = self._settings
+        response = self._request(
+            "status", "GET", target.batch_status_url(s.target_url, s.target_client, batch_id)
+        )
+        return response.status_code, response.text
 
     def fetch_profile(self, id_type: IdType, profile_id: str) -> dict[str, Any] | None:
         s = self._settings
@@ -155,7 +187,9 @@ class TargetClient:
             status = response.status_code
         except httpx.TimeoutException as exc:
             raise RetryableError(f"{api} call timed out: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            # Transport errors, and also a body that cannot be decoded (a broken gzip
+            # stream from a proxy): nothing Target said about the data, so worth a retry.
             raise RetryableError(f"{api} call failed: {type(exc).__name__}: {exc}") from exc
         finally:
             if self._metrics is not None:

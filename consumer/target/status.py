@@ -22,11 +22,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from consumer.clock import Clock, SystemClock
+from consumer.core.budget import CallKind
 from consumer.core.model import BatchFile
 from consumer.errors import TargetError
-from consumer.target.api import BatchStatus
+from consumer.target.api import BatchStatus, StatusUnknown
+from consumer.target.gate import BudgetGate
+from consumer.workers import Crashes
 
 log = logging.getLogger("profile_sync.status")
+
+
+# How long close() waits for the worker threads. They are daemons, so nothing is lost by
+# not waiting for a call still on the wire; waiting longer would break the shutdown
+# timeout (guarantee 10 in docs/guarantees.md).
+CLOSE_JOIN_SECONDS = 0.5
 
 
 class FinalStatus(StrEnum):
@@ -35,6 +44,7 @@ class FinalStatus(StrEnum):
     COMPLETE = "complete"
     STUCK = "stuck"
     TIMEOUT = "timeout"  # not final within the maximum age
+    UNKNOWN = "unknown"  # the status URL stopped answering (Target keeps few statuses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +57,7 @@ class StatusOutcome:
 
 
 class _Tracked:
-    __slots__ = ("accepted_at", "batch", "batch_id", "interval", "resubmits", "url")
+    __slots__ = ("accepted_at", "batch", "batch_id", "interval", "resubmits", "unknown", "url")
 
     def __init__(self, batch: BatchFile, url: str, resubmits: int, now: float, interval: float):
         self.batch_id = batch.batch_id
@@ -56,6 +66,7 @@ class _Tracked:
         self.resubmits = resubmits
         self.accepted_at = now
         self.interval = interval
+        self.unknown = False
 
 
 class StatusTracker:
@@ -68,8 +79,16 @@ class StatusTracker:
         max_age: float,
         retain_max_bytes: int,
         clock: Clock | None = None,
+        gate: BudgetGate | None = None,
+        unknown_release: float = 3600.0,
+        crashes: Crashes | None = None,
     ) -> None:
+        """``gate``: polls take what uploads leave of the call budget. A batch whose
+        status stops answering ends ``UNKNOWN`` ``unknown_release`` seconds after its
+        acceptance (its rows are carried forward until then)."""
         self._get_status = get_status
+        self._gate = gate
+        self._unknown_release = unknown_release
         self._poll_initial = poll_initial
         self._poll_max = poll_max
         self._max_age = max_age
@@ -83,7 +102,8 @@ class StatusTracker:
         self._retained_bytes = 0
         self._stopping = False
         self.outcomes: queue.Queue[StatusOutcome] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="batch-status", daemon=True)
+        self._crashes = crashes or Crashes()
+        self._thread = self._crashes.thread("status", self._run, "batch-status")
         self._thread.start()
 
     @property
@@ -111,11 +131,11 @@ class StatusTracker:
             self._push(now + self._poll_initial, item)
             self._wake.notify()
 
-    def close(self) -> None:
+    def close(self, timeout: float = CLOSE_JOIN_SECONDS) -> None:
         with self._lock:
             self._stopping = True
             self._wake.notify()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=timeout)
 
     def _retain(self, item: _Tracked) -> None:
         assert item.batch is not None
@@ -149,23 +169,46 @@ class StatusTracker:
                 if self._stopping:
                     return
                 _, _, item = heapq.heappop(self._heap)
+            if item.unknown:
+                self.outcomes.put(
+                    StatusOutcome(item.batch_id, FinalStatus.UNKNOWN, None, None, item.resubmits)
+                )
+                continue
+            if self._gate is not None:
+                delay = self._gate.try_take(CallKind.POLL)
+                if delay > 0:  # the budget says wait: poll this one later
+                    with self._lock:
+                        self._push(self._clock() + delay, item)
+                    continue
             self._poll(item)
 
     def _poll(self, item: _Tracked) -> None:
         status: BatchStatus | None = None
+        gate = self._gate
         try:
-            status = self._get_status(item.url)
+            if gate is None:
+                status = self._get_status(item.url)
+            else:
+                status = gate.call(CallKind.POLL, lambda: self._get_status(item.url))
+        except StatusUnknown as exc:
+            self._expired(item, exc)
+            return
         except TargetError as exc:
             log.warning(
                 "batch status poll failed",
                 extra={"fields": {"batch_id": item.batch_id, "error": str(exc)}},
             )
+        except Exception as exc:  # the tracker must survive the unexpected
+            self._crashes.caught("status", exc)
         now = self._clock()
         final = None
         if status is not None and status.status in ("complete", "stuck"):
             final = FinalStatus(status.status)
         elif now - item.accepted_at >= self._max_age:
-            final = FinalStatus.TIMEOUT
+            # Still "incomplete" after the maximum age: treated like stuck. No answer at
+            # all (polls failing or starved by the call budget): the status is unknown,
+            # which is never a reason to upload again (guarantee 11 in docs/guarantees.md).
+            final = FinalStatus.TIMEOUT if status is not None else FinalStatus.UNKNOWN
         with self._lock:
             if final is None:
                 item.interval = min(self._poll_max, item.interval * 2)
@@ -173,3 +216,17 @@ class StatusTracker:
                 return
             batch = self._release(item)
         self.outcomes.put(StatusOutcome(item.batch_id, final, status, batch, item.resubmits))
+
+    def _expired(self, item: _Tracked, exc: StatusUnknown) -> None:
+        """The status no longer answers: normal (Target keeps few). Logged once; the
+        outcome ``UNKNOWN`` follows once the carry-forward release time has passed."""
+        log.warning(
+            "batch status no longer answered: status unknown (not resent)",
+            extra={"fields": {"batch_id": item.batch_id, "error": str(exc)}},
+        )
+        with self._lock:
+            self._release(item)  # never resent on this ground: its bytes are not needed
+            item.batch = None
+            item.unknown = True
+            self._push(item.accepted_at + self._unknown_release, item)
+            self._wake.notify()

@@ -27,6 +27,7 @@ from consumer.errors import PermanentError, RetryableError
 from consumer.metrics import Metrics
 from consumer.target.api import SINGLE_POST_MAX_BYTES, single_id_allowed, single_query
 from consumer.target.quota import RollingBudget
+from consumer.workers import Crashes
 
 log = logging.getLogger("profile_sync.single")
 
@@ -62,6 +63,7 @@ class SingleUpdater:
         superseded: Container[int],
         state_file: str = "",
         clock: Clock | None = None,
+        crashes: Crashes | None = None,
     ) -> None:
         """``superseded`` holds the ids of batches already cut (consumer/core/uploads.py):
         an urgent event whose batch is among them travels with it, no single call needed."""
@@ -76,9 +78,9 @@ class SingleUpdater:
         self._queue: queue.Queue[tuple[ProfileUpdate, int] | None] = queue.Queue(queue_max)
         self._stopping = threading.Event()
         self._rng = random.Random()
+        self._crashes = crashes or Crashes(metrics)
         self._threads = [
-            threading.Thread(target=self._work, name=f"single-{i}", daemon=True)
-            for i in range(concurrency)
+            self._crashes.thread("single", self._work, f"single-{i}") for i in range(concurrency)
         ]
         for t in self._threads:
             t.start()
@@ -148,7 +150,11 @@ class SingleUpdater:
             if item is None:
                 return
             update, batch_id = item
-            self._send(update, batch_id)
+            try:
+                self._send(update, batch_id)
+            except Exception as exc:  # the bulk path still carries the event
+                self._crashes.caught("single", exc)
+                self._count(SingleOutcome.FAILED)
 
     def _send(self, update: ProfileUpdate, batch_id: int) -> None:
         for attempt in range(1, self._max_attempts + 1):

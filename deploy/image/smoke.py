@@ -459,6 +459,8 @@ def run(image: str, bootstrap: str, log_dir: Path) -> dict[str, object]:
                     "PROFILE_SYNC_HTTP_HOST": "127.0.0.1",
                     "PROFILE_SYNC_HTTP_PORT": str(http_port),
                     "PROFILE_SYNC_BATCH_MAX_ROWS": str(MAX_ROWS),
+                    # The emulator has no visitors for the v1 default to update: v2 creates.
+                    "PROFILE_SYNC_PCID_BULK_VERSION": "v2",
                     "PROFILE_SYNC_BATCH_LINGER_SECONDS": "3600",
                     "PROFILE_SYNC_STATUS_POLL_INITIAL_SECONDS": "0.5",
                     "PROFILE_SYNC_LOG_FORMAT": "json",

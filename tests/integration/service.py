@@ -165,6 +165,9 @@ def service_env(
             "PROFILE_SYNC_LOG_FORMAT": "json",
             "PROFILE_SYNC_SHUTDOWN_TIMEOUT_SECONDS": "15",
             "PROFILE_SYNC_REVOKE_TIMEOUT_SECONDS": "5",
+            # pcIds default to the v1 API, which only updates existing visitors; the
+            # emulator starts with none, so tests let v2 create them.
+            "PROFILE_SYNC_PCID_BULK_VERSION": "v2",
             # Today's suite runs the direct mode (tests of the repartition mode override
             # it: tests/integration/test_repartition.py).
             "PROFILE_SYNC_REPARTITION": "never",

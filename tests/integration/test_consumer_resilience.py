@@ -195,7 +195,9 @@ def test_sigterm_with_a_full_buffer_flushes_commits_and_exits_zero(
 
 def test_target_outage_keeps_memory_flat_and_drains_after(stack: Callable[..., Stack]) -> None:
     s = stack(partitions=3, topics=1)
-    s.emulator.control.inject({"api": "bulk", "status": 503, "count": 1_000_000})
+    # An outage answered 500 (a 503 is Target's call-limit signal: it would also shrink the
+    # call budget, which recovers over minutes; test_tenant_limits.py covers that).
+    s.emulator.control.inject({"api": "bulk", "status": 500, "count": 1_000_000})
     service = s.start(
         PROFILE_SYNC_BATCH_MAX_ROWS="2000",
         PROFILE_SYNC_MAX_IN_FLIGHT_BATCHES="2",
@@ -256,7 +258,8 @@ def test_token_rotation_without_restart_and_no_token_in_logs(
     # Target regenerates the token: the old one is refused (401) until the secret is
     # rotated; the service keeps retrying and picks the new file up without a restart.
     target_side.write_text(new)
-    second = random_events(100, 20, seed=13, pcid_share=0, start_ms=1_800_000_000_000)
+    # Later than the first wave, and in the past (a future occurred_at is poison).
+    second = random_events(100, 20, seed=13, pcid_share=0, start_ms=1_750_000_000_000)
     s.produce(second)
     wait_for(
         lambda: (

@@ -40,14 +40,17 @@ def test_the_51st_bulk_api_call_in_a_minute_gets_503(
     assert emulator.control.state() == {("thirdPartyId", "p1"): {"a": "x", "b": "1"}}
 
 
-def test_the_consumer_fixture_leaves_the_limit_off_but_the_emulator_default_is_on(
-    emulator: RunningEmulator,
+def test_the_consumer_fixture_keeps_the_emulators_limit_unless_told(
+    emulator_server: Callable[..., RunningEmulator],
 ) -> None:
     assert EmulatorConfig().bulk_rate_limit == 50
-    with httpx.Client(base_url=emulator.url, timeout=10) as http:
-        up = Target(http).upload(batch(f"{TP},a", "p1,x"))
-        assert all(http.get(up.status_url).status_code == 200 for _ in range(60))
-    rate = emulator.control.stats()["bulk_rate"]
+    limited, unlimited = emulator_server(), emulator_server(bulk_rate_limit=0)
+    for emulator, expected in ((limited, [200] * 49 + [503] * 11), (unlimited, [200] * 60)):
+        with httpx.Client(base_url=emulator.url, timeout=10) as http:
+            up = Target(http).upload(batch(f"{TP},a", "p1,x"))
+            assert [http.get(up.status_url).status_code for _ in range(60)] == expected
+    assert limited.control.stats()["bulk_rate"]["limit"] == 50
+    rate = unlimited.control.stats()["bulk_rate"]
     assert (rate["limit"], rate["refused_503"], rate["peak_calls_in_window"]) == (0, 0, 61)
 
 

@@ -58,25 +58,40 @@ def test_past_the_budget_urgent_events_fall_back_to_bulk(stack: Callable[..., St
     assert s.all_committed(), s.uncommitted()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: Target refuses + and / in thirdPartyIds in bulk too; such ids must go "
-    "to the DLQ with their own reason instead",
-)
-def test_ids_the_single_api_rejects_still_arrive_through_bulk(
+def test_ids_and_names_target_refuses_go_to_the_dlq_and_their_neighbours_land(
     stack: Callable[..., Stack],
 ) -> None:
     s = stack(partitions=1, topics=1)
-    urgent = [
-        event("crm+1", {"tier": "gold"}, 1_000, priority="URGENT"),
-        event("crm/2", {"tier": "gold"}, 1_001, priority="URGENT"),
+    refused = {
+        "third_party_id_forbidden_character": [
+            event("crm+1", {"tier": "gold"}, 1_000, priority="URGENT"),
+            event("crm/2", {"tier": "gold"}, 1_001),
+        ],
+        "profile_id_too_long": [event("x" * 300, {"tier": "gold"}, 1_002, priority="URGENT")],
+        "attribute_name_too_long": [event("crm-3", {"n" * 129: "v", "tier": "gold"}, 1_003)],
+    }
+    good = [
+        event("crm-3", {"tier": "silver"}, 900),
+        event("crm-4", {"tier": "gold", "note": "v" * 300}, 1_004, priority="URGENT"),
+        event("crm-5", {"tier": "bronze", "n" * 128: "longest name"}, 1_005),
+        event("a+b/c", {"tier": "gold"}, 1_006, id_type="PC_ID"),  # pcIds have no such rule
     ]
-    s.produce(urgent)
+    mixed = [good[0], *refused["third_party_id_forbidden_character"], good[1]]
+    mixed += [*refused["profile_id_too_long"], good[2], *refused["attribute_name_too_long"]]
+    s.produce([*mixed, good[3]])
 
-    s.run_to_idle()
+    summary = s.run_to_idle()
 
-    assert _single_requests(s) == []
-    s.wait_for_state(s.expected(urgent))
+    letters = s.dead_letters(4)
+    reasons = sorted(dict(m.headers())["profile-sync.reason"].decode() for m in letters)
+    assert reasons == sorted(r for r, events in refused.items() for _ in events)
+    assert summary["events_poison"] == 4
+    s.wait_for_state(s.expected(good))
+    # The long value was sent as it is (Target truncates it only for in-mbox use).
+    assert s.target_state()[("thirdPartyId", "crm-4")]["note"] == "v" * 300
+    # Of the three urgent events only crm-4's was valid: one single call, and it succeeded.
+    assert [r["status"] for r in _single_requests(s)] == [200]
+    assert s.all_committed(), s.uncommitted()
 
 
 def test_a_slow_bulk_batch_cannot_undo_a_newer_urgent_update(stack: Callable[..., Stack]) -> None:

@@ -10,7 +10,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from consumer.core.model import IdType, Priority, TopicPartition
-from consumer.core.validate import MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_PROFILE_BYTES, to_update
+from consumer.core.validate import (
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PROFILE_BYTES,
+    cell_risks,
+    to_update,
+)
 from consumer.errors import ValidationError
 from tests.utils import render
 
@@ -192,10 +198,17 @@ def test_priority_defaults_to_normal() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "profile.", "has space", "tab\there", "new\nline", "nul\x00", "x" * (MAX_NAME_LENGTH + 1)],
+    ["", "profile.", "has space", "tab\there", "new\nline", "nul\x00"],
 )
 def test_an_invalid_attribute_name_is_rejected(name: str) -> None:
     assert reason_of(record({"ok": "1", name: "v"})) == "invalid_attribute_name"
+
+
+def test_a_name_over_targets_128_characters_has_its_own_reason() -> None:
+    assert MAX_NAME_LENGTH == 128
+    name = "n" * 129
+    assert reason_of(record({"ok": "1", name: "v"})) == "attribute_name_too_long"
+    assert reason_of(record({"ok": "1", "profile." + name: "v"})) == "attribute_name_too_long"
 
 
 def test_the_longest_allowed_name_is_accepted() -> None:
@@ -203,11 +216,44 @@ def test_the_longest_allowed_name_is_accepted() -> None:
     assert attrs_of({"profile." + name: "v"}) == {name: "v"}
 
 
-@pytest.mark.parametrize(
-    "pid", ["", "   ", "crm\n01", "crm\x0001", "x" * (MAX_ID_LENGTH + 1), None, 12345]
-)
+@pytest.mark.parametrize("pid", ["", "   ", "crm\n01", "crm\x0001", None, 12345])
 def test_an_invalid_profile_id_is_rejected(pid: Any) -> None:
     assert reason_of(record({"a": "1"}, pid=pid)) == "invalid_profile_id"
+
+
+@pytest.mark.parametrize("id_type", ["THIRD_PARTY_ID", "PC_ID"])
+def test_an_id_over_256_characters_has_its_own_reason(id_type: str) -> None:
+    pid = "x" * 257
+    assert reason_of(record({"a": "1"}, pid=pid, id_type=id_type)) == "profile_id_too_long"
+
+
+@pytest.mark.parametrize("pid", ["crm+0001", "crm/0001", "a+b/c"])
+def test_a_third_party_id_with_plus_or_slash_is_refused_but_a_pc_id_is_not(pid: str) -> None:
+    assert reason_of(record({"a": "1"}, pid=pid)) == "third_party_id_forbidden_character"
+    update = to_update(record({"a": "1"}, pid=pid, id_type="PC_ID"), TP, 0)
+    assert update is not None and update.profile_id == pid
+
+
+def test_values_over_256_characters_are_kept_and_counted() -> None:
+    update = to_update(record({"a": "v" * 257, "b": "w" * 256}), TP, 0)
+    assert update is not None and update.attributes["a"] == "v" * 257
+    assert cell_risks(update, "A") == (1, 0)
+
+
+@pytest.mark.parametrize("value", ["a,b", "line\nbreak", "cr\rhere"])
+def test_a_comma_or_line_break_is_sent_under_a_and_refused_under_b(value: str) -> None:
+    update = to_update(record({"a": value, "b": "plain"}), TP, 0)
+    assert update is not None and update.attributes == {"a": value, "b": "plain"}
+    assert cell_risks(update, "A") == (0, 1)
+    with pytest.raises(ValidationError) as refused:
+        cell_risks(update, "B")
+    assert refused.value.reason == "value_unsafe_under_reading_b"
+    plain = to_update(record({"b": "plain"}), TP, 0)
+    assert plain is not None and cell_risks(plain, "B") == (0, 0)
+    comma_id = to_update(record({"b": "plain"}, pid="crm,1"), TP, 0)
+    assert comma_id is not None
+    with pytest.raises(ValidationError):
+        cell_risks(comma_id, "B")
 
 
 def test_the_longest_allowed_profile_id_is_accepted() -> None:
@@ -245,3 +291,14 @@ def test_attributes_over_64_kb_are_rejected_and_exactly_64_kb_is_accepted() -> N
 
 def test_a_value_that_is_null_does_not_count_towards_64_kb() -> None:
     assert attrs_of({"big": None, "small": "s"}) == {"small": "s"}
+
+
+@pytest.mark.parametrize("name", ["tier,gold", ",lead", "trail,"])
+def test_an_attribute_name_with_a_comma_is_refused_under_b_only(name: str) -> None:
+    # (Names with line breaks never get this far: validation refuses control characters.)
+    update = to_update(record({name: "x", "b": "plain"}), TP, 0)
+    assert update is not None
+    assert cell_risks(update, "A") == (0, 0)
+    with pytest.raises(ValidationError) as refused:
+        cell_risks(update, "B")
+    assert refused.value.reason == "value_unsafe_under_reading_b"

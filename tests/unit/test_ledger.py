@@ -169,3 +169,18 @@ def test_many_settled_units_are_forgotten_without_losing_pending_ones() -> None:
     ledger.settle(5000)
     assert ledger.take_committable() == {B: 2}
     assert ledger.pending_units() == set()
+
+
+def test_unit_offsets_name_exactly_the_offsets_a_unit_settles() -> None:
+    from consumer.core.ledger import Ledger
+    from consumer.core.model import TopicPartition
+
+    tp = TopicPartition("t", 0)
+    ledger = Ledger()
+    for offset, unit in [(5, 1), (6, 1), (7, 2), (8, 1), (9, 1), (10, 3)]:
+        ledger.track(tp, offset, unit)
+    assert ledger.unit_offsets(1) == {tp: [(5, 6), (8, 9)]}
+    ledger.settle(1)  # 5-6 settle; 8-9 wait behind unit 2 at offset 7
+    ledger.settle(2)
+    ledger.take_committable()
+    assert ledger.unit_offsets(3) == {tp: [(10, 10)]}

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer import config
 from consumer.core.batcher import Batcher, BatchLimits
+from consumer.core.budget import CallBudget, CallKind
 from consumer.core.carry import CarryForward
 from consumer.core.decode import load_schema
 from consumer.core.loop import Loop
@@ -66,7 +67,14 @@ def event(profile_id: str, occurred_at: int = 1_700_000_000_000, **attributes: A
 class Rig:
     """A ``Loop`` wired to fakes, the way consumer/commands/run.py wires the real edges."""
 
-    def __init__(self, *, auto_accept: bool = True, follow: bool = False, **env: str) -> None:
+    def __init__(
+        self,
+        *,
+        auto_accept: bool = True,
+        follow: bool = False,
+        budget: CallBudget | None = None,
+        **env: str,
+    ) -> None:
         self.clock = FakeClock()
         self.settings = config.load(
             {**REQUIRED, **{f"PROFILE_SYNC_{k.upper()}": v for k, v in env.items()}}
@@ -93,6 +101,7 @@ class Rig:
             tracker=self.follower,
             metrics=Metrics(self.registry),
             clock=self.clock,
+            budget=budget,
         )
 
     def _sink(self, on_settled: Any) -> FakeDeadLetters:
@@ -283,3 +292,49 @@ def test_a_stuck_batch_is_resubmitted_through_the_same_bounded_queue() -> None:
     rig.turns()
     assert rig.follower.following[first][1] == 1  # followed again, one resubmission spent
     assert rig.source.stored[A] == 4
+
+
+def test_linger_waits_for_the_call_budget_and_the_batch_grows_meanwhile() -> None:
+    budget = CallBudget(2, now=FakeClock().monotonic())  # two calls a minute for this replica
+    rig = Rig(budget=budget, batch_linger_seconds="1", batch_max_rows="50")
+    rig.source.assign({A})
+    for _ in range(2):  # the two calls of this minute go elsewhere (say, uploads)
+        assert budget.take(CallKind.UPLOAD, rig.clock.monotonic()) == 0.0
+    rig.source.produce(A, [event("a1"), event("a2")])
+    rig.turns(3, seconds=1)
+    assert rig.uploads.submitted == []  # linger passed, but no call is left: no cut
+    rig.source.produce(A, [event(f"b{i}") for i in range(10)])
+    rig.turns(3, seconds=10)
+    assert rig.uploads.submitted == []
+    rig.turns(seconds=40)  # the calls leave the window: one batch with everything
+    assert [len(parse_batch(b.body)[1]) for b, _ in rig.uploads.submitted] == [12]
+    assert rig.source.stored[A] == 12
+
+
+def test_the_row_cap_still_cuts_when_calls_are_scarce() -> None:
+    budget = CallBudget(1, now=FakeClock().monotonic())
+    assert budget.take(CallKind.UPLOAD, FakeClock().monotonic()) == 0.0
+    rig = Rig(budget=budget, batch_linger_seconds="1", batch_max_rows="5")
+    rig.source.assign({A})
+    rig.source.produce(A, [event(f"a{i}") for i in range(12)])
+    rig.turns(2, seconds=1)
+    # Two full batches are cut and queued (the fakes send at once); the remainder waits.
+    assert [len(parse_batch(b.body)[1]) for b, _ in rig.uploads.submitted] == [5, 5]
+    assert rig.loop.batcher.buffered_rows == 2
+
+
+def test_a_batch_whose_status_is_unknown_is_released_never_resent() -> None:
+    rig = Rig(follow=True)
+    assert rig.follower is not None
+    rig.source.assign({A})
+    rig.source.produce(A, [event("a1")])
+    rig.turns(2, seconds=rig.settings.batch_linger_seconds)
+    first = rig.uploads.submitted[0][0].batch_id
+    rig.follower.finish(first, FinalStatus.UNKNOWN)
+    rig.turns(3)
+    assert [resub for _, resub in rig.uploads.submitted] == [False]
+    assert rig.dead_letters is not None and rig.dead_letters.pending == 0
+    assert rig.source.stored[A] == 1
+    assert (
+        rig.registry.get_sample_value("profile_sync_batch_status_total", {"status": "unknown"}) == 1
+    )

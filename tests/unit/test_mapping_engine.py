@@ -516,6 +516,14 @@ def test_profile_limits_of_the_contract_still_apply() -> None:
     with pytest.raises(ValidationError) as bad_time:
         apply(m, "t", {"id": "p", "at": -1, "v": "x"})
     assert bad_time.value.reason == "invalid_occurred_at"
+    # Target's id rules (issue 11): no + or / in a thirdPartyId, at most 256 characters.
+    for pid in ("a+b", "a/b"):
+        with pytest.raises(ValidationError) as refused:
+            apply(m, "t", {"id": pid, "at": 1, "v": "x"})
+        assert refused.value.reason == "third_party_id_forbidden_character"
+    with pytest.raises(ValidationError) as too_long:
+        apply(m, "t", {"id": "x" * 257, "at": 1, "v": "x"})
+    assert too_long.value.reason == "profile_id_too_long"
 
 
 # --- conditions ---------------------------------------------------------------------------

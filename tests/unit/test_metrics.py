@@ -21,6 +21,8 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_poison_events": ("counter", ("stage", "reason")),
     "profile_sync_dead_letters": ("counter", ("stage", "reason")),
     "profile_sync_dead_letter_failures": ("counter", ()),
+    "profile_sync_dead_letters_truncated": ("counter", ()),
+    "profile_sync_dead_letter_blocked": ("gauge", ()),
     "profile_sync_mapping_skipped": ("counter", ("reason",)),
     "profile_sync_buffer_rows": ("gauge", ("id_type",)),
     "profile_sync_buffer_bytes": ("gauge", ()),
@@ -55,6 +57,13 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_batch_updates": ("counter", ("result",)),
     "profile_sync_batch_resubmissions": ("counter", ()),
     "profile_sync_batches_tracked": ("gauge", ()),
+    "profile_sync_call_budget_share_per_minute": ("gauge", ()),
+    "profile_sync_group_members": ("gauge", ()),
+    "profile_sync_budget_calls": ("counter", ("api",)),
+    "profile_sync_budget_waits": ("counter", ("api",)),
+    "profile_sync_target_throttled": ("counter", ("api",)),
+    "profile_sync_long_values": ("counter", ()),
+    "profile_sync_unsafe_cell_values": ("counter", ("route",)),
     "profile_sync_audit_rows": ("counter", ("kind", "result")),
     "profile_sync_audit_attributes": ("counter", ("kind", "verdict")),
     "profile_sync_audit_reads": ("counter", ("outcome",)),
@@ -63,6 +72,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_audit_pending_rows": ("gauge", ()),
     "profile_sync_loop_last_turn_timestamp_seconds": ("gauge", ()),
     "profile_sync_ready": ("gauge", ()),
+    "profile_sync_worker_errors": ("counter", ("worker",)),
 }
 
 
