@@ -1,11 +1,19 @@
-"""Urgent-path latency on the local stack: produce an URGENT event -> Target has it.
+"""Urgent-path latency under background load: 0, 2,000 and 10,000 events/s.
 
-Starts a local Kafka (deploy/local/kafka.sh, port BENCH_KAFKA_PORT, default 29192) and the
-Target emulator, runs ``profile-sync run`` with a 10 s linger, creates the profiles through
-bulk first (the single-update API never creates a profile), then produces URGENT events at
-a steady rate and reports the delay from the moment each was handed to Kafka to the
-moment the emulator received its single update (p50, p90, p99, max).
+For each background rate (BENCH_URGENT_BACKGROUND, default "0,2000,10000") a fresh
+``profile-sync run`` (10 s linger) consumes three topics: the urgent probe topic and the
+POS/CRM topics a background ``produce-sample --rate R`` writes NORMAL events into (50,000
+profiles). The probe profiles are created through bulk first (the single-update API never
+creates a profile); then BENCH_URGENT_EVENTS (300) URGENT events are produced at
+BENCH_URGENT_RATE (50/s) while the background runs. Printed per rate:
 
+- the service's own ``profile_sync_single_update_delay_seconds`` histogram (occurred_at to
+  Target accepting the single update): share within each bucket bound, p50/p99 estimated;
+- the emulator's side: produce -> single update received (p50, p90, p99, max).
+
+Environment: BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT,
+29192); BENCH_BEFORE=REF measures an older commit's service right before this one at each
+rate, BENCH_ROUNDS times (default 1).
 Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_urgent.py`.
 """
 
@@ -14,35 +22,31 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import fastavro
+import stack
+from bench_ceiling import checkout
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from emulator.app import EmulatorApp
 from emulator.client import EmulatorControl
-from emulator.config import EmulatorConfig
-from emulator.server import EmulatorServer
 
-REPO = Path(__file__).resolve().parents[1]
-KAFKA = REPO / "deploy" / "local" / "kafka.sh"
-PORT = int(os.environ.get("BENCH_KAFKA_PORT", "29192"))
 EVENTS = int(os.environ.get("BENCH_URGENT_EVENTS", "300"))
 RATE = float(os.environ.get("BENCH_URGENT_RATE", "50"))  # urgent events per second
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+BACKGROUND = [int(r) for r in os.environ.get("BENCH_URGENT_BACKGROUND", "0,2000,10000").split(",")]
+HISTOGRAM = "profile_sync_single_update_delay_seconds"
+# An older commit measured right before this tree at each rate (before/after), and rounds.
+BEFORE = os.environ.get("BENCH_BEFORE", "")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
+LOG = stack.REPO / ".local" / "bench-urgent-service.log"  # the services' stderr
 
 
 def event(pid: str, attrs: dict[str, Any], priority: str) -> dict[str, Any]:
@@ -56,39 +60,52 @@ def event(pid: str, attrs: dict[str, Any], priority: str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    schema = fastavro.parse_schema(json.loads((REPO / "schemas/profile_change.avsc").read_text()))
-    env = {**os.environ, "KAFKA_PORT": str(PORT)}
-    subprocess.run([str(KAFKA), "start"], env=env, check=True, stdout=subprocess.DEVNULL)
-    bootstrap = f"127.0.0.1:{PORT}"
-    topic, dlq = f"bench.urgent.{uuid.uuid4().hex[:6]}", f"bench.dlq.{uuid.uuid4().hex[:6]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for f in admin.create_topics([NewTopic(topic, 3, 1), NewTopic(dlq, 1, 1)]).values():
-        f.result()
-    server = EmulatorServer(EmulatorApp(EmulatorConfig()), port=0)
-    server.start()
-    control = EmulatorControl(server.url)
-    service = None
+def histogram(port: str) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) of the service's urgent-delay histogram."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out = []
+    for m in re.finditer(rf'^{HISTOGRAM}_bucket\{{le="([^"]+)"\}} (\S+)$', text, re.M):
+        out.append((float(m.group(1)), float(m.group(2))))
+    return out
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """Prometheus-style histogram_quantile (linear within the bucket)."""
+    total = buckets[-1][1]
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return prev_bound
+            share = (rank - prev_count) / (count - prev_count) if count > prev_count else 1.0
+            return prev_bound + (bound - prev_bound) * share
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+def one_rate(
+    bootstrap: str, url: str, background: int, schema: Any, tree: Path = stack.REPO
+) -> None:
+    topic = f"bench.urgent.{uuid.uuid4().hex[:6]}"
+    bg = stack.new_topics("bench.urgent-bg")
+    stack.create_topics(bootstrap, [topic, *bg], 3)
+    control = EmulatorControl(url)
+    env = stack.service_env(bootstrap, bg, url, batch_linger_seconds="10")
+    env["PROFILE_SYNC_TOPICS"] = ",".join([topic, *bg[:2]])
+    env["PYTHONPATH"] = str(tree)
+    port = env["PROFILE_SYNC_HTTP_PORT"]
+    service = subprocess.Popen(
+        [sys.executable, "-m", "consumer", "run"],
+        env=env,
+        cwd=tree,
+        stdout=subprocess.DEVNULL,
+        stderr=LOG.open("ab"),
+    )
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    background_proc = None
     try:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "consumer", "run"],
-            env={
-                **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "KAFKA_GROUP_ID": f"bench-urgent-{uuid.uuid4().hex[:6]}",
-                "PROFILE_SYNC_TOPICS": topic,
-                "PROFILE_SYNC_DLQ_TOPIC": dlq,
-                "PROFILE_SYNC_TARGET_URL": server.url,
-                "PROFILE_SYNC_TARGET_CLIENT": "acme",
-                "PROFILE_SYNC_BATCH_LINGER_SECONDS": "10",
-                "PROFILE_SYNC_HTTP_HOST": "127.0.0.1",
-                "PROFILE_SYNC_HTTP_PORT": str(free_port()),
-                "PROFILE_SYNC_LOG_LEVEL": "warning",
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
 
         def send(e: dict[str, Any]) -> None:
             buf = io.BytesIO()
@@ -96,12 +113,25 @@ def main() -> None:
             producer.produce(topic, key=e["profile"]["id"].encode(), value=buf.getvalue())
             producer.poll(0)
 
-        profiles = [f"crm-{i:05d}" for i in range(EVENTS)]
+        run_id = uuid.uuid4().hex[:4]
+        profiles = [f"probe-{run_id}-{i:05d}" for i in range(EVENTS)]
         for pid in profiles:
             send(event(pid, {"tier": "silver"}, "NORMAL"))
         producer.flush(30)
-        control.wait_until(lambda: control.stats()["profiles"] >= EVENTS, 60)
 
+        def created() -> bool:
+            held = control.profiles(details=False).get("thirdPartyId", {})
+            return all(p in held for p in profiles)
+
+        control.wait_until(created, 120, 0.5)
+        seconds = EVENTS / RATE + 5
+        if background:
+            background_proc = stack.produce_sample(
+                bootstrap, bg, int(background * seconds), 50_000,
+                "--rate", str(background), "--urgent-share", "0", wait=False,
+            )  # fmt: skip
+            time.sleep(2)  # the background reaches its rate before the first probe
+        consumed_before = stack.scrape(port, "profile_sync_events_consumed_total")
         sent_at: dict[str, float] = {}
         started = time.monotonic()
         for n, pid in enumerate(profiles):
@@ -110,29 +140,61 @@ def main() -> None:
             sent_at[pid] = time.time()
             send(event(pid, {"tier": "gold", "probe": n}, "URGENT"))
         producer.flush(30)
+        elapsed = time.monotonic() - started
+
+        seen: dict[str, float] = {}
 
         def received() -> dict[str, float]:
-            out = {}
-            for pid, attrs in control.profiles(details=True)["thirdPartyId"].items():
-                probe = attrs.get("probe")
+            # Accumulated over polls: the bulk batch (10 s linger) later rewrites a probe's
+            # source, so a probe is recorded while its single update is what Target shows.
+            held = control.profiles(details=True).get("thirdPartyId", {})
+            for pid in profiles:
+                probe = held.get(pid, {}).get("probe")
                 if probe is not None and str(probe.get("source", "")).startswith("single"):
-                    out[pid] = datetime.fromisoformat(probe["modifiedAt"]).timestamp()
-            return out
+                    seen.setdefault(pid, datetime.fromisoformat(probe["modifiedAt"]).timestamp())
+            return seen
 
-        got = control.wait_until(lambda: (r := received()) and len(r) >= EVENTS and r, 60)
+        got = control.wait_until(lambda: (r := received()) and len(r) >= EVENTS and r, 120, 1.0)
+        consumed = stack.scrape(port, "profile_sync_events_consumed_total") - consumed_before
         delays = sorted((got[p] - sent_at[p]) * 1000 for p in profiles if p in got)
         pct = {q: delays[min(len(delays) - 1, int(len(delays) * q / 100))] for q in (50, 90, 99)}
-        print(f"urgent path: {len(delays)} events at {RATE:g}/s, bulk linger 10 s")
+        buckets = histogram(port)
+        p50, p99 = quantile(buckets, 0.5) * 1000, quantile(buckets, 0.99) * 1000
+        total = buckets[-1][1]
+        within = "  ".join(
+            f"<={b * 1000:g}ms {100 * c / total:.0f}%" for b, c in buckets if b <= 1.0
+        )
         print(
-            f"  produce -> Target single update: p50 {pct[50]:.1f} ms   p90 {pct[90]:.1f} ms   "
-            f"p99 {pct[99]:.1f} ms   max {delays[-1]:.1f} ms"
+            f"background {background:>6,}/s (consumed {consumed / elapsed:,.0f} events/s while "
+            f"probing), load {stack.load_average()}\n"
+            f"  service histogram ({total:.0f} single updates): p50 ~"
+            f"{p50:.1f} ms  p99 ~{p99:.1f} ms\n"
+            f"    {within}\n"
+            f"  emulator side, produce -> single update: p50 {pct[50]:.1f} ms   "
+            f"p90 {pct[90]:.1f} ms   p99 {pct[99]:.1f} ms   max {delays[-1]:.1f} ms"
         )
     finally:
-        if service is not None:
-            service.terminate()
-            service.wait(30)
-        server.stop()
-        subprocess.run([str(KAFKA), "stop"], env=env, check=False, stdout=subprocess.DEVNULL)
+        if background_proc is not None:
+            background_proc.terminate()
+            background_proc.wait(30)
+        service.terminate()
+        service.wait(60)
+
+
+def main() -> None:
+    schema = fastavro.parse_schema(
+        json.loads((stack.REPO / "schemas" / "profile_change.avsc").read_text())
+    )
+    with stack.broker(29192) as bootstrap, stack.emulator() as url:
+        print(f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger 10 s")
+        before = checkout(BEFORE) if BEFORE else None
+        for background in BACKGROUND:
+            for _ in range(ROUNDS):
+                if before is not None:
+                    print(f"[{BEFORE}]", end=" ")
+                    one_rate(bootstrap, url, background, schema, before)
+                    print("[this tree]", end=" ")
+                one_rate(bootstrap, url, background, schema)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,12 @@ _ROW_BUCKETS = (1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 250_000, 500_
 _BYTE_BUCKETS = (1e3, 1e4, 1e5, 5e5, 1e6, 5e6, 1e7, 2.5e7, 5e7)
 # Target API latency: tens of milliseconds for a single update, seconds for a big upload.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Urgent event to Target accepting its single update: the target is under 50 ms, so the
+# buckets resolve a few milliseconds up to a second; retries after failures go beyond.
+_URGENT_BUCKETS = (
+    0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5,
+    1, 2.5, 10, 60,
+)  # fmt: skip
 # Event to acceptance: linger (seconds) plus outages (minutes to hours).
 _DELAY_BUCKETS = (0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 
@@ -186,7 +192,7 @@ class Metrics:
         self.urgent_delay = histogram(
             "single_update_delay_seconds",
             "From an urgent event's occurred_at to Target accepting its single update.",
-            _LATENCY_BUCKETS,
+            _URGENT_BUCKETS,
         )
 
         # -- carry-forward and batch status

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from consumer.clock import Clock, SystemClock
 from consumer.config import Settings
 from consumer.core.forward import Convert, Forwarder
+from consumer.core.intake import from_the_future
 from consumer.core.loop import Loop
 from consumer.core.model import DeadLetter, ProfileUpdate, TopicPartition
 from consumer.core.owner_memory import LoggedCarry
@@ -20,6 +22,7 @@ from consumer.core.ownership import OwnedSource
 from consumer.core.placement import KeyedByProfile, use_repartition
 from consumer.core.seams import DeadLetterSink, Record, Source
 from consumer.core.summary import Summary
+from consumer.core.validate import cell_risks
 from consumer.health import Health
 from consumer.kafka import internal_topics
 from consumer.kafka.changelog import ChangelogRestorer
@@ -54,9 +57,20 @@ def repartition_owner(
     return Owner(settings, metrics, why)
 
 
-def source_updates(mapper: RecordMapper, metrics: Metrics | None = None) -> Convert:
+def source_updates(
+    mapper: RecordMapper,
+    metrics: Metrics | None = None,
+    *,
+    clock: Clock | None = None,
+    max_future_skew_seconds: float = 86400.0,
+    reading: str = "A",
+) -> Convert:
     """The forward stage's conversion: the intake's mapper; a skip means nothing to send
-    (counted by reason like the intake counts it)."""
+    (counted by reason like the intake counts it). The intake's refusals that depend only
+    on the update (an occurred_at too far ahead, a cell unsafe under reading B) are made
+    here too, so their dead letters hold the source record, not the internal one."""
+    now = (clock or SystemClock()).time
+    skew_ms = int(max_future_skew_seconds * 1000)
 
     def convert(rec: Record, tp: TopicPartition) -> ProfileUpdate | None:
         update = mapper.map(tp, rec.offset, rec.value, rec.timestamp)
@@ -64,6 +78,10 @@ def source_updates(mapper: RecordMapper, metrics: Metrics | None = None) -> Conv
             if metrics is not None and update.reason is not SkipReason.NO_CHANGE:
                 metrics.mapping_skips.labels(update.reason).inc()
             return None
+        latest_ms = int(now() * 1000) + skew_ms
+        if update.occurred_at > latest_ms:
+            raise from_the_future(update.occurred_at, latest_ms)
+        cell_risks(update, reading)
         return update
 
     return convert

@@ -210,7 +210,14 @@ def build_loop(
         audit_reader=audit_reader,
     )
     if owner is not None:
-        owner.attach(loop, convert=source_updates(mapper, metrics))
+        convert = source_updates(
+            mapper,
+            metrics,
+            clock=clock,
+            max_future_skew_seconds=settings.max_future_skew_seconds,
+            reading=settings.target_cell_decoding.upper(),
+        )
+        owner.attach(loop, convert=convert)
     return loop, client
 
 

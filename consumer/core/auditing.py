@@ -27,7 +27,8 @@ from consumer.clock import Clock
 from consumer.core import audit
 from consumer.core.audit import AuditQueue, AuditRow, Judgement, Kind, Step, Verdict
 from consumer.core.batcher import Batcher, Refused
-from consumer.core.carry import CarryForward, Cell
+from consumer.core.buffer import stamp_time
+from consumer.core.carry import CarryForward, Sent
 from consumer.core.model import (
     BatchFile,
     DeadLetter,
@@ -212,11 +213,14 @@ class Auditing:
         id_enc = encode_cell(row.profile_id)
         buffered = self.batcher.buffered_names(row.id_type, id_enc)
         carry = self.carry
-        in_flight: dict[str, Cell] = {}
-        applied: dict[str, Cell] = {}
+        in_flight: set[str] = set()
+        applied: dict[str, Sent] = {}
         if carry is not None:
             if carry.last_batch(row.id_type, id_enc) != row.batch_id:
-                in_flight = carry.seed(row.id_type, id_enc) or {}
+                seed = carry.seed(row.id_type, id_enc)
+                if seed is not None:
+                    names, pending = seed
+                    in_flight = {names[ord(c)] for c in pending.cols}
             applied = carry.guard(row.id_type, id_enc) or {}
         sent = row.sent
 
@@ -235,7 +239,7 @@ class Auditing:
         by_stamp: dict[int, dict[str, str]] = defaultdict(dict)
         for name, value in judgement.lost.items():
             cell = guard.get(encode_cell(name)) if guard else None
-            by_stamp[cell[1] if cell is not None else row.occurred_at][name] = value
+            by_stamp[stamp_time(cell[1]) if cell is not None else row.occurred_at][name] = value
         batch_ids: set[int] = set()
         for stamp, attrs in sorted(by_stamp.items()):
             update = ProfileUpdate(

@@ -3,9 +3,9 @@
 One open buffer per id type (a batch file holds one id type). Within a buffer each profile
 has one row; each attribute keeps the newest value (guarantee 2 in docs/guarantees.md): an
 event replaces a cell when it comes from the same partition as the cell (a later offset,
-since partitions are read in order) or when its ``occurred_at`` is not older. Cells are kept
-already percent-encoded, so memory per row is close to its size in the file and cutting is a
-join.
+since partitions are read in order) or when its ``occurred_at`` is not older. Rows are kept
+compact and already percent-encoded (consumer/core/buffer.py), so memory per row is close
+to its size in the file and cutting is mostly a concatenation.
 
 The encoded file size is tracked incrementally:
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from consumer.core.buffer import Buffer, Row
-from consumer.core.carry import CarryForward, Cell
+from consumer.core.buffer import SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
+from consumer.core.carry import CarryForward, Sent
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import MAX_PROFILE_BYTES
 from consumer.target.wire import ESCAPE_TABLE as _TABLE
@@ -99,8 +99,9 @@ class Batcher:
 
     def buffered_names(self, id_type: IdType, id_enc: str) -> set[str]:
         """Encoded names of the attributes the open buffer holds for this profile."""
-        row = self._buffers[id_type].rows.get(id_enc)
-        return set(row.cells) if row is not None else set()
+        buffer = self._buffers[id_type]
+        row = buffer.rows.get(id_enc)
+        return {buffer.names[ord(c)] for c in row.cols} if row is not None else set()
 
     # -- the hot path
 
@@ -131,62 +132,57 @@ class Batcher:
         The urgent path sends only these: a stale attribute must not reach Target through
         the single-update API either.
         """
-        row = self._buffers[update.id_type].rows.get(update.profile_id.translate(_TABLE))
+        buffer = self._buffers[update.id_type]
+        row = buffer.rows.get(update.profile_id.translate(_TABLE))
         src = self._sources.get(update.tp)
         if row is None or src is None:
             return {}
-        names = self._names
+        mine = stamp(update.occurred_at, src)
         out = {}
         for name, value in update.attributes.items():
-            cell = row.cells.get(names.get(name) or name.translate(_TABLE))
-            if cell is not None and cell[1] == update.occurred_at and cell[2] == src:
+            char = buffer.slots.get(name)
+            pos = row.cols.find(char) if char is not None else -1
+            if pos >= 0 and row.stamps[pos] == mine:
                 out[name] = value
         return out
 
     def _merge(
         self, buffer: Buffer, id_enc: str, update: ProfileUpdate, src: int, now: float
     ) -> str | None:
-        """Merge ``update`` into its row; None when done, else why it was rolled back."""
+        """Merge ``update`` into its row; None when done, else why it was rolled back.
+
+        The row's new state is built aside and stored only when no limit is crossed, so a
+        roll-back only drops the columns this event added.
+        """
         rows = buffer.rows
-        columns = buffer.columns
         row = rows.get(id_enc)
-        new_row = row is None
-        new_columns: list[str] = []
+        columns_before = len(buffer.names)
         if row is None:
             if rows and len(rows) >= self.limits.max_rows:
                 return _ROWS
-            carry = self.carry
-            seeded = guard = None
-            if carry is not None:
-                seeded = carry.seed(buffer.id_type, id_enc)
-                guard = carry.guard(buffer.id_type, id_enc)
-            row = rows[id_enc] = Row(seeded or {}, 0, guard)
-            buffer.body_bytes += len(id_enc) + 1
-            if seeded:
-                for seeded_name, cell in seeded.items():
-                    row.raw_size += cell[3]
-                    buffer.body_bytes += len(cell[0])
-                    if seeded_name not in columns:
-                        columns[seeded_name] = None
-                        buffer.header_bytes += 1 + len(seeded_name)
-                        new_columns.append(seeded_name)
-        cells = row.cells
-        guard = row.guard
-        raw = row.raw_size
-        undo: list[tuple[str, Cell | None]] = []
-        names = self._names
+            cols, joined, stamps_t, guard = self._start_row(buffer, id_enc)
+            old_body = -len(id_enc) - 1  # a new row adds its id and newline
+        else:
+            cols, joined, stamps_t, guard = row.cols, row.vals, row.stamps, row.guard
+            old_body = len(joined) - len(cols)
+        vals = joined.split(",")  # vals[0] is "": value i is vals[i + 1]
+        stamps = list(stamps_t)
+        slots = buffer.slots
         values = _VALUES
         occurred_at = update.occurred_at
-        body = 0
+        mine = occurred_at << SOURCE_BITS | src  # stamp(occurred_at, src), inlined
+        changed = False
         for name, value in update.attributes.items():
-            name_enc = names.get(name)
-            if name_enc is None:
-                name_enc = name.translate(_TABLE)
-                if len(names) < _NAME_CACHE_SIZE:  # bounded: names are a producer's choice
-                    names[name] = name_enc
-            old = cells.get(name_enc)
-            stamp = old if old is not None else guard.get(name_enc) if guard else None
-            if stamp is not None and stamp[2] != src and stamp[1] > occurred_at:
+            char = slots.get(name) or self._column(buffer, name, add=False)
+            pos = cols.find(char) if char is not None else -1
+            old = stamps[pos] if pos >= 0 else self._guarded(guard, name) if guard else None
+            # ``old <= mine`` (not older) is the common case, decided by one comparison.
+            if (
+                old is not None
+                and old > mine
+                and old & SOURCE_MASK != src
+                and old >> SOURCE_BITS > occurred_at
+            ):
                 continue  # an older event from another partition: the newer value stays
             value_enc = values.get(value)
             if value_enc is None:
@@ -195,46 +191,36 @@ class Batcher:
                     if len(values) >= _VALUE_CACHE_SIZE:
                         values.clear()
                     values[value] = value_enc
-            size = (len(name) if name.isascii() else len(name.encode("utf-8"))) + (
-                len(value) if value.isascii() else len(value.encode("utf-8"))
-            )
-            if old is None:
-                body += len(value_enc)
-                raw += size
-                if name_enc not in columns:
-                    columns[name_enc] = None
-                    buffer.header_bytes += 1 + len(name_enc)
-                    new_columns.append(name_enc)
+            if pos >= 0:
+                vals[pos + 1] = value_enc
+                stamps[pos] = mine
             else:
-                body += len(value_enc) - len(old[0])
-                raw += size - old[3]
-            undo.append((name_enc, old))
-            cells[name_enc] = (value_enc, occurred_at, src, size)
-        if new_row and not cells:
+                cols += char or self._column(buffer, name)  # type: ignore[operator]
+                vals.append(value_enc)
+                stamps.append(mine)
+            changed = True
+        if row is None and not cols:
             # Every value was stale and nothing is carried: a row without a value would
             # only make a file Target rejects (no attribute column).
-            del rows[id_enc]
-            buffer.body_bytes -= len(id_enc) + 1
             return _STALE
-        buffer.body_bytes += body
-        too_large = raw > MAX_PROFILE_BYTES
-        over = not too_large and buffer.size >= self.limits.max_bytes and len(rows) > 1
-        if too_large or over:
-            # Roll back this event: restore cells, drop new columns, a new row, sizes.
-            buffer.body_bytes -= body
-            for name_enc, old in reversed(undo):
-                if old is None:
-                    del cells[name_enc]
-                else:
-                    cells[name_enc] = old
-            for name_enc in new_columns:
-                del columns[name_enc]
-                buffer.header_bytes -= 1 + len(name_enc)
-            if new_row:
-                del rows[id_enc]
-                buffer.body_bytes -= len(id_enc) + 1 + sum(len(c[0]) for c in cells.values())
-            return _TOO_LARGE if too_large else _BYTES
-        row.raw_size = raw
+        if changed or row is None:
+            joined = ",".join(vals)
+            body = len(joined) - len(cols) - old_body
+            # Encoded text is at least as long as its UTF-8: count exactly only when needed.
+            too_large = (
+                len(joined) + len(cols) * buffer.widest_name > MAX_PROFILE_BYTES
+                and buffer.raw_size(cols, joined) > MAX_PROFILE_BYTES
+            )
+            count = len(rows) + (row is None)
+            size = buffer.header_bytes + buffer.body_bytes + body + count * len(buffer.names)
+            if too_large or (size >= self.limits.max_bytes and count > 1):
+                buffer.drop_columns(len(buffer.names) - columns_before)
+                return _TOO_LARGE if too_large else _BYTES
+            if row is None:
+                rows[id_enc] = Row(cols, joined, tuple(stamps), guard)
+            else:
+                row.cols, row.vals, row.stamps = cols, joined, tuple(stamps)
+            buffer.body_bytes += body
         if buffer.event_count == 0:
             buffer.started_at = now
             buffer.oldest_occurred_at = buffer.newest_occurred_at = occurred_at
@@ -244,6 +230,48 @@ class Batcher:
             buffer.newest_occurred_at = occurred_at
         buffer.event_count += 1
         return None
+
+    def _start_row(
+        self, buffer: Buffer, id_enc: str
+    ) -> tuple[str, str, tuple[int, ...], dict[str, Sent] | None]:
+        """A new row's cells: what a pending batch sent for the profile (carry-forward)."""
+        carry = self.carry
+        if carry is None:
+            return "", "", (), None
+        guard = carry.guard(buffer.id_type, id_enc)
+        seed = carry.seed(buffer.id_type, id_enc)
+        if seed is None:
+            return "", "", (), guard
+        names, sent = seed
+        columns = buffer.columns
+        cols = []
+        for char in sent.cols:
+            name_enc = names[ord(char)]
+            mine = columns.get(name_enc)
+            if mine is None:
+                mine = buffer.add_column(name_enc)
+            cols.append(mine)
+        return "".join(cols), sent.vals, sent.stamps, guard
+
+    def _guarded(self, guard: dict[str, Sent], name: str) -> int | None:
+        sent = guard.get(self._names.get(name) or name.translate(_TABLE))
+        return sent[1] if sent is not None else None
+
+    def _column(self, buffer: Buffer, name: str, add: bool = True) -> str | None:
+        """The cell character of attribute ``name`` in ``buffer``; its column is added
+        when missing if ``add``, else None is returned."""
+        name_enc = self._names.get(name)
+        if name_enc is None:
+            name_enc = name.translate(_TABLE)
+            if len(self._names) < _NAME_CACHE_SIZE:  # bounded: names are a producer's choice
+                self._names[name] = name_enc
+        char = buffer.columns.get(name_enc)
+        if char is None:
+            if not add:
+                return None
+            char = buffer.add_column(name_enc)
+        buffer.slots[name] = char
+        return char
 
     # -- cutting
 
@@ -264,18 +292,14 @@ class Batcher:
         return ready
 
     def _cut(self, buffer: Buffer, trigger: str) -> None:
-        columns = list(buffer.columns)
-        parts = [header_line(buffer.id_type, columns)]
-        for id_enc, row in buffer.rows.items():
-            cells = row.cells
-            parts.append(",".join([id_enc, *[cells[c][0] if c in cells else "" for c in columns]]))
-            parts.append("\n")
-        body = "".join(parts).encode("ascii")
+        line = buffer.line
+        parts = [header_line(buffer.id_type, buffer.names)]
+        parts.extend([line(id_enc, row) + "\n" for id_enc, row in buffer.rows.items()])
         self.ready.append(
             BatchFile(
                 batch_id=buffer.batch_id,
                 id_type=buffer.id_type,
-                body=body,
+                body="".join(parts).encode("ascii"),
                 row_count=len(buffer.rows),
                 event_count=buffer.event_count,
                 trigger=trigger,
@@ -284,7 +308,5 @@ class Batcher:
             )
         )
         if self.carry is not None:
-            self.carry.remember(
-                buffer.batch_id, buffer.id_type, {i: r.cells for i, r in buffer.rows.items()}
-            )
+            self.carry.remember(buffer.batch_id, buffer.id_type, buffer.names, buffer.rows)
         self._buffers[buffer.id_type] = self._new_buffer(buffer.id_type)

@@ -1,23 +1,59 @@
-"""The open batch of one id type and its rows, as the batcher (consumer/core/batcher.py)
-keeps them: cells already percent-encoded, sizes tracked as they change. Plain slotted
-state, no logic beyond the size sum."""
+"""The open batch of one id type and its rows, kept compact (consumer/core/batcher.py).
+
+A buffered profile costs a few hundred bytes, close to its size in the file, because a row
+is three immutable objects instead of a dict of cells:
+
+- ``cols``: one character per cell, ``chr(i)`` for the buffer's column ``i``;
+- ``vals``: the cells' values, already percent-encoded, each after a comma
+  (``",gold,Z%C3%BCrich"``): an encoded value never holds a raw comma;
+- ``stamps``: per cell, when its value happened and where it came from, packed in one int
+  (``stamp(occurred_at, source)``); all cells of one event share one int object.
+
+Plain slotted state, no logic beyond sizes and stamps.
+"""
 
 from __future__ import annotations
 
-from consumer.core.carry import Cell
 from consumer.core.model import IdType
 from consumer.target.wire import header_line
 
+# A stamp packs (occurred_at ms, source partition id): compare the time with ``>>``, the
+# source with ``&``. Python ints do not overflow, so any occurred_at fits.
+SOURCE_BITS = 24
+SOURCE_MASK = (1 << SOURCE_BITS) - 1
+# The source of stamps restored from outside this process (no partition of ours): it never
+# equals a real source, so such a stamp guards against older events from every partition.
+NO_SOURCE = SOURCE_MASK
+
+
+def stamp(occurred_at: int, source: int) -> int:
+    return occurred_at << SOURCE_BITS | source
+
+
+def stamp_time(value: int) -> int:
+    return value >> SOURCE_BITS
+
+
+def raw_size(encoded: str) -> int:
+    """UTF-8 bytes behind percent-encoded text: one character per safe byte, %XX per other."""
+    return len(encoded) - 2 * encoded.count("%")
+
 
 class Row:
-    __slots__ = ("cells", "guard", "raw_size")
+    __slots__ = ("cols", "guard", "stamps", "vals")
 
     def __init__(
-        self, cells: dict[str, Cell], raw_size: int, guard: dict[str, Cell] | None = None
+        self,
+        cols: str,
+        vals: str,
+        stamps: tuple[int, ...],
+        guard: dict[str, tuple[str, int]] | None,
     ) -> None:
-        self.cells = cells
-        self.raw_size = raw_size
-        self.guard = guard  # timestamps of values already applied (see carry.py)
+        self.cols = cols
+        self.vals = vals
+        self.stamps = stamps
+        # (value, stamp) by encoded name of what batches already complete sent (carry.py).
+        self.guard = guard
 
 
 class Buffer:
@@ -25,14 +61,20 @@ class Buffer:
 
     __slots__ = (
         "batch_id", "body_bytes", "columns", "event_count", "header_bytes", "id_type",
-        "newest_occurred_at", "oldest_occurred_at", "rows", "started_at",
+        "name_bytes", "names", "newest_occurred_at", "oldest_occurred_at", "order", "rows",
+        "slots", "started_at", "widest_name",
     )  # fmt: skip
 
     def __init__(self, batch_id: int, id_type: IdType) -> None:
         self.batch_id = batch_id
         self.id_type = id_type
         self.rows: dict[str, Row] = {}
-        self.columns: dict[str, None] = {}  # an ordered set of encoded names
+        self.names: list[str] = []  # encoded column names, in header order
+        self.columns: dict[str, str] = {}  # encoded name -> its cell character
+        self.slots: dict[str, str] = {}  # attribute name (as in events) -> cell character
+        self.name_bytes: list[int] = []  # UTF-8 size of each column's name (64 KB rule)
+        self.widest_name = 0  # longest encoded column name
+        self.order = ""  # every cell character in column order: a row that has them all
         self.header_bytes = len(header_line(id_type, []))
         self.body_bytes = 0  # ids, newlines and cell values; commas are rows * columns
         self.event_count = 0
@@ -42,4 +84,38 @@ class Buffer:
 
     @property
     def size(self) -> int:
-        return self.header_bytes + self.body_bytes + len(self.rows) * len(self.columns)
+        return self.header_bytes + self.body_bytes + len(self.rows) * len(self.names)
+
+    def add_column(self, name_enc: str) -> str:
+        char = chr(len(self.names))
+        self.names.append(name_enc)
+        self.columns[name_enc] = char
+        self.name_bytes.append(raw_size(name_enc))
+        self.widest_name = max(self.widest_name, len(name_enc))
+        self.order += char
+        self.header_bytes += 1 + len(name_enc)
+        return char
+
+    def drop_columns(self, count: int) -> None:
+        """Undo the last ``count`` ``add_column`` calls (an event rolled back)."""
+        for _ in range(count):
+            name_enc = self.names.pop()
+            del self.columns[name_enc]
+            self.name_bytes.pop()
+            self.header_bytes -= 1 + len(name_enc)
+        self.order = self.order[: len(self.names)]
+        self.slots = {n: c for n, c in self.slots.items() if ord(c) < len(self.names)}
+
+    def line(self, id_enc: str, row: Row) -> str:
+        """The row as it is written to the file, without its newline."""
+        if row.cols == self.order:  # every column, in order: the common case
+            return id_enc + row.vals
+        cells = [""] * len(self.names)
+        for char, value in zip(row.cols, row.vals.split(",")[1:], strict=True):
+            cells[ord(char)] = value
+        return ",".join([id_enc, *cells])
+
+    def raw_size(self, cols: str, vals: str) -> int:
+        """UTF-8 bytes of a row's names and values (Target's 64 KB per profile)."""
+        values = raw_size(vals) - len(cols)  # less the commas
+        return values + sum(self.name_bytes[ord(c)] for c in cols)

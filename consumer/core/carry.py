@@ -12,32 +12,37 @@ Once a batch is complete its rows are no longer carried, but their timestamps st
 (say the POS topic lagging behind the CRM topic) is still recognised as stale and
 dropped, so guarantee 2 (docs/guarantees.md) holds across batches too.
 
-Memory is bounded by a number of profiles; past it the least recently sent profiles are
-forgotten and counted as evictions. Pure logic: no I/O, no clock.
+What is remembered per profile is the compact row that was cut (consumer/core/buffer.py),
+shared with the cut batch's column names, not a copy. Memory is bounded by a number of
+profiles; past it the least recently sent profiles are forgotten and counted as evictions.
+Pure logic: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+from consumer.core.buffer import NO_SOURCE, Row, stamp, stamp_time
 from consumer.core.model import IdType
 
-# (encoded value, occurred_at ms, source partition id, raw UTF-8 size of name+value)
-Cell = tuple[str, int, int, int]
 _Key = tuple[IdType, str]
+# What a complete batch sent for one attribute: (encoded value, stamp).
+Sent = tuple[str, int]
 
 
 class _Entry:
-    __slots__ = ("batch_id", "cells", "older", "pending")
+    __slots__ = ("batch_id", "folded", "names", "older", "pending", "row")
 
     def __init__(
-        self, batch_id: int, cells: dict[str, Cell], older: dict[str, Cell] | None
+        self, batch_id: int, names: list[str], row: Row, older: dict[str, Sent] | None
     ) -> None:
         self.batch_id = batch_id
-        self.cells = cells
+        self.names = names  # the cut batch's encoded column names; row.cols index them
+        self.row = row
         # Stamps of values sent in batches already complete; a row does not carry them, so
         # they must outlive later rows or a stale event could undo them.
         self.older = older
+        self.folded = False  # once released: is ``row`` in ``older`` yet? (done on first use)
         self.pending = True
 
 
@@ -63,32 +68,40 @@ class CarryForward:
         """Profiles whose last batch is not known complete (their rows are carried)."""
         return self._pending
 
-    def seed(self, id_type: IdType, id_enc: str) -> dict[str, Cell] | None:
-        """A copy of the cells last sent for this profile, if a batch holding it is pending."""
+    def seed(self, id_type: IdType, id_enc: str) -> tuple[list[str], Row] | None:
+        """The row last sent for this profile and its batch's column names, if that batch
+        is pending (read-only: rows are immutable once cut)."""
         entry = self._entries.get((id_type, id_enc))
-        return dict(entry.cells) if entry is not None and entry.pending else None
+        return (entry.names, entry.row) if entry is not None and entry.pending else None
 
-    def guard(self, id_type: IdType, id_enc: str) -> dict[str, Cell] | None:
-        """The cells sent for this profile in batches already complete (read-only)."""
+    def guard(self, id_type: IdType, id_enc: str) -> dict[str, Sent] | None:
+        """(encoded value, stamp) by encoded name of what batches already complete sent
+        (read-only)."""
         entry = self._entries.get((id_type, id_enc))
-        return entry.older if entry is not None else None
+        return _older(entry) if entry is not None else None
 
-    def remember(self, batch_id: int, id_type: IdType, rows: dict[str, dict[str, Cell]]) -> None:
+    def remember(
+        self, batch_id: int, id_type: IdType, names: list[str], rows: dict[str, Row]
+    ) -> None:
         """Record the rows of a batch that was just cut (they include what they carried)."""
         if self.max_profiles <= 0:
             return
         entries = self._entries
         keys = []
-        for id_enc, cells in rows.items():
+        for id_enc, row in rows.items():
             key = (id_type, id_enc)
             old = entries.get(key)
             if old is not None and old.pending:
                 self._pending -= 1
-            entries[key] = _Entry(batch_id, cells, old.older if old is not None else None)
+            entries[key] = _Entry(batch_id, names, row, _older(old) if old is not None else None)
             entries.move_to_end(key)
             self._pending += 1
             keys.append(key)
         self._by_batch[batch_id] = keys
+        self._evict()
+
+    def _evict(self) -> None:
+        entries = self._entries
         while len(entries) > self.max_profiles:
             _, evicted = entries.popitem(last=False)
             if evicted.pending:
@@ -106,8 +119,7 @@ class CarryForward:
         for key in self._by_batch.pop(batch_id, ()):
             entry = self._entries.get(key)
             if entry is not None and entry.batch_id == batch_id and entry.pending:
-                entry.pending = False
-                entry.older = {**entry.older, **entry.cells} if entry.older else entry.cells
+                entry.pending = False  # its row joins the guard on first use (_older)
                 self._pending -= 1
                 released += 1
         return released
@@ -117,26 +129,41 @@ class CarryForward:
         entry = self._entries.get((id_type, id_enc))
         return entry.batch_id if entry is not None else None
 
-    def restore_guard(self, id_type: IdType, id_enc: str, cells: dict[str, Cell]) -> None:
-        """Merge remembered stamps into a profile's guard (a new owner restoring the
-        changelog, consumer/core/owner_memory.py): per attribute the newer ``occurred_at``
-        stays. Restored profiles count against ``max_profiles`` like any other."""
-        if self.max_profiles <= 0:
+    def restore_guard(self, id_type: IdType, id_enc: str, occurred_at: dict[str, int]) -> None:
+        """Guard a profile with what another process sent for it: encoded attribute name ->
+        occurred_at of the newest value known applied (say, read back from a changelog).
+
+        Such stamps have no source partition of ours, so an older event from any partition
+        is stale against them. Stamps already known and newer are kept.
+        """
+        if self.max_profiles <= 0 or not occurred_at:
             return
+        # The value is unknown: "" never equals a value that was sent.
+        restored = {name: ("", stamp(at, NO_SOURCE)) for name, at in occurred_at.items()}
         key = (id_type, id_enc)
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry(0, {}, dict(cells))
+            entry = self._entries[key] = _Entry(0, [], Row("", "", (), None), None)
             entry.pending = False
-            if len(self._entries) > self.max_profiles:
-                _, evicted = self._entries.popitem(last=False)
-                if evicted.pending:
-                    self._pending -= 1
-                self.evictions += 1
-            return
-        older = dict(entry.older) if entry.older else {}
-        for name, cell in cells.items():
-            old = older.get(name)
-            if old is None or old[1] < cell[1]:
-                older[name] = cell
+            self._evict()
+        older = dict(_older(entry) or {})
+        for name, value in restored.items():
+            known = older.get(name)
+            if known is None or stamp_time(known[1]) < stamp_time(value[1]):
+                older[name] = value
         entry.older = older
+
+
+def _older(entry: _Entry) -> dict[str, Sent] | None:
+    """``entry``'s guard: what complete batches sent, its own row folded in once released.
+
+    Folding on first use keeps ``release`` (run on the loop thread for every row of a
+    completed batch) to a flag per row; most profiles never come back.
+    """
+    if not entry.pending and not entry.folded:
+        entry.folded = True
+        names, row = entry.names, entry.row
+        values = row.vals.split(",")[1:]
+        sent = {names[ord(c)]: (v, s) for c, v, s in zip(row.cols, values, row.stamps, strict=True)}
+        entry.older = {**entry.older, **sent} if entry.older else sent
+    return entry.older

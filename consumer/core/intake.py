@@ -113,7 +113,7 @@ class Intake:
             unsafe_values += unsafe
             if update.occurred_at > latest_ms:  # it would outrank every real update to come
                 poison += 1
-                self._dead_letter(_from_the_future(update.occurred_at, latest_ms), rec, tp)
+                self._dead_letter(from_the_future(update.occurred_at, latest_ms), rec, tp)
                 continue
             batch_id = add(update, now)
             if not isinstance(batch_id, int):  # no row (rare): one check on the hot path
@@ -202,7 +202,7 @@ class Intake:
         self.summary.dead_letters += 1
 
 
-def _from_the_future(occurred_at: int, latest_ms: int) -> PoisonError:
+def from_the_future(occurred_at: int, latest_ms: int) -> PoisonError:
     return ValidationError(
         "invalid_occurred_at",
         f"occurred_at {occurred_at} is {(occurred_at - latest_ms) // 1000} s beyond the "

@@ -22,15 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from consumer.core.carry import CarryForward, Cell
+from consumer.core.buffer import Row, stamp_time
+from consumer.core.carry import CarryForward
 from consumer.core.internal_format import record_key
 from consumer.core.model import IdType
 from consumer.target.wire import ESCAPE_TABLE
 
 VERSION = 1
-# The source-partition slot of a remembered cell that came from the changelog: matches no
-# partition, so any older event is refused, whichever partition it comes from.
-RESTORED = -1
 
 Send = Callable[[bytes, bytes], None]
 
@@ -98,17 +96,20 @@ class LoggedCarry(CarryForward):
         self._send = send
         self.restored_profiles = 0
 
-    def remember(self, batch_id: int, id_type: IdType, rows: dict[str, dict[str, Cell]]) -> None:
-        for id_enc, cells in rows.items():
-            stamps = {name: cell[1] for name, cell in (self.guard(id_type, id_enc) or {}).items()}
-            for name, cell in cells.items():
-                stamps[name] = cell[1]
+    def remember(
+        self, batch_id: int, id_type: IdType, names: list[str], rows: dict[str, Row]
+    ) -> None:
+        for id_enc, row in rows.items():
+            guard = self.guard(id_type, id_enc) or {}
+            stamps = {name: stamp_time(sent[1]) for name, sent in guard.items()}
+            for char, value in zip(row.cols, row.stamps, strict=True):
+                stamps[names[ord(char)]] = stamp_time(value)
             self._send(record_key(id_type, unquote(id_enc)), encode_stamps(stamps))
-        super().remember(batch_id, id_type, rows)
+        super().remember(batch_id, id_type, names, rows)
 
     def restore(self, key: bytes, value: bytes) -> None:
         """Merge one changelog record into the guard (the newest ``occurred_at`` wins)."""
         id_type, id_enc = parse_key(key)
         stamps = decode_stamps(value)
-        self.restore_guard(id_type, id_enc, {n: ("", t, RESTORED, 0) for n, t in stamps.items()})
+        self.restore_guard(id_type, id_enc, stamps)
         self.restored_profiles += 1

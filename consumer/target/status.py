@@ -205,7 +205,10 @@ class StatusTracker:
         if status is not None and status.status in ("complete", "stuck"):
             final = FinalStatus(status.status)
         elif now - item.accepted_at >= self._max_age:
-            final = FinalStatus.TIMEOUT
+            # Still "incomplete" after the maximum age: treated like stuck. No answer at
+            # all (polls failing or starved by the call budget): the status is unknown,
+            # which is never a reason to upload again (guarantee 11 in docs/guarantees.md).
+            final = FinalStatus.TIMEOUT if status is not None else FinalStatus.UNKNOWN
         with self._lock:
             if final is None:
                 item.interval = min(self._poll_max, item.interval * 2)

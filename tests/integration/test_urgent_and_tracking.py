@@ -217,3 +217,37 @@ def test_the_single_update_budget_survives_a_restart(
     # Only 2 of the 8 were left after the restart; the rest went through bulk alone.
     assert len(_single_requests(s)) == 8
     s.wait_for_state(s.expected(first + second))
+
+
+def test_urgent_events_in_a_saturating_backlog_are_all_sent_and_shutdown_drains(
+    stack: Callable[..., Stack],
+) -> None:
+    # Issue 18: urgent events buried in a backlog the service consumes as fast as it can
+    # still reach the single API (none starved behind the bulk work), and a SIGTERM right
+    # after still exits within the shutdown timeout with everything in Target and committed.
+    s = stack(partitions=2, topics=1)
+    background = random_events(20_000, 2_000, seed=18, start_ms=1_000)
+    urgent = [
+        event(f"urgent-{i}", {"tier": "gold", "n": i}, 50_000 + i, priority="URGENT")
+        for i in range(30)
+    ]
+    s.produce(background[:10_000])
+    s.produce(urgent)
+    s.produce(background[10_000:])
+    service = s.start(
+        PROFILE_SYNC_BATCH_LINGER_SECONDS="30", PROFILE_SYNC_SHUTDOWN_TIMEOUT_SECONDS="15"
+    )
+
+    def outcome(name: str) -> float:
+        return service.metric("profile_sync_single_updates_total", outcome=name)
+
+    # Every urgent event gets its single call (the emulator accepts it), none is skipped.
+    wait_for(lambda: outcome("sent") >= len(urgent), 60, "a single update per urgent event")
+    skipped = service.metric("profile_sync_single_updates_total") - outcome("sent")
+    assert skipped == 0, service.metrics()
+    assert len(_single_requests(s)) >= len(urgent)
+
+    service.signal(signal.SIGTERM)
+    assert service.wait(15 + 5) == 0  # the shutdown timeout, plus the interpreter's exit
+    s.wait_for_state(s.expected(background + urgent))
+    assert s.all_committed(), s.uncommitted()

@@ -1,0 +1,229 @@
+"""The service against the per-event ceiling, on one real-Kafka backlog, in one run.
+
+The *ceiling* is a minimal loop doing only the unavoidable work: consume in batches of
+10,000, fastavro ``schemaless_reader`` with the writer schema parsed once and logical types
+stripped, the newest value per profile in a dict, and a percent-encoded CSV of every
+buffered row at the end. The *service* is ``profile-sync run --exit-when-idle`` on the same
+backlog (metrics on, carry-forward on, uploads to the emulator, the urgent path off).
+
+Both are measured in CPU seconds of their own process (all threads), alternating, for
+BENCH_ROUNDS rounds (default 3); the service's start-up and idle exit are excluded by
+subtracting the CPU of the same command on an empty backlog, measured in the same rounds.
+Prints events per CPU-second of each, their medians and the ratio; then (BENCH_PROFILE=1,
+the default) one extra service run under pyinstrument showing where its loop thread spends
+its time.
+
+Environment: BENCH_EVENTS (300,000), BENCH_PROFILES (60,000), BENCH_ROUNDS,
+BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT, 29592),
+BENCH_BEFORE (a commit whose service is measured in the same rounds, e.g. main).
+Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_ceiling.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import stack
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "300000"))
+PROFILES = int(os.environ.get("BENCH_PROFILES", "60000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+PROFILE = os.environ.get("BENCH_PROFILE", "1") == "1"
+# An older commit to measure in the same rounds (before/after), e.g. BENCH_BEFORE=main.
+BEFORE = os.environ.get("BENCH_BEFORE", "")
+
+
+# -- the ceiling loop (runs in its own process: `bench_ceiling.py --ceiling ...`)
+
+
+def ceiling(bootstrap: str, topics: list[str], expected: int) -> dict[str, Any]:
+    import uuid
+    from io import BytesIO
+
+    import fastavro
+    from confluent_kafka import Consumer
+
+    from consumer.core.decode import load_schema, strip_logical_types
+    from consumer.target.wire import ESCAPE_TABLE
+
+    schema = fastavro.parse_schema(
+        strip_logical_types(load_schema(stack.REPO / "schemas" / "profile_change.avsc"))
+    )
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-ceiling-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    consumer.subscribe(topics)
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    read = fastavro.schemaless_reader
+    seen = 0
+    started = None
+    while seen < expected:
+        messages = consumer.consume(10_000, 1.0)
+        if started is None and messages:
+            started = time.process_time()
+        for m in messages:
+            if m.error() is not None:
+                continue
+            event = read(BytesIO(m.value()), schema, None)
+            profile = event["profile"]
+            key = (profile["id_type"], profile["id"])
+            attrs = {
+                k: v
+                if type(v) is str
+                else ("true" if v else "false")
+                if type(v) is bool
+                else str(v)
+                for k, v in event["attributes"].items()
+                if v is not None and v != ""
+            }
+            row = rows.get(key)
+            if row is None:
+                rows[key] = attrs
+            else:
+                row.update(attrs)
+            seen += 1
+    size = 0
+    for id_type in ("THIRD_PARTY_ID", "PC_ID"):
+        mine = [(k[1], a) for k, a in rows.items() if k[0] == id_type]
+        columns = list(dict.fromkeys(n for _, a in mine for n in a))
+        lines = [",".join(["batch", *[c.translate(ESCAPE_TABLE) for c in columns]])]
+        for pid, attrs in mine:
+            cells = [attrs[c].translate(ESCAPE_TABLE) if c in attrs else "" for c in columns]
+            lines.append(",".join([pid.translate(ESCAPE_TABLE), *cells]))
+        size += len("\n".join(lines).encode("ascii"))
+    cpu = time.process_time() - (started or 0.0)
+    consumer.close()
+    return {"events": seen, "rows": len(rows), "csv_bytes": size, "cpu_seconds": cpu}
+
+
+# -- the driver
+
+
+def checkout(ref: str) -> Path:
+    """``ref``'s tree under .local/bench-trees/ (its service runs from there)."""
+    where = stack.REPO / ".local" / "bench-trees" / ref.replace("/", "_")
+    if not where.exists():
+        where.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", ref], cwd=stack.REPO, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def run_ceiling(bootstrap: str, topics: list[str]) -> float:
+    done = subprocess.run(
+        [sys.executable, __file__, "--ceiling", bootstrap, ",".join(topics[:2]), str(EVENTS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(result["cpu_seconds"])
+
+
+def run_service(
+    bootstrap: str, topics: list[str], url: str, *wrap: str, tree: Path = stack.REPO
+) -> tuple[float, dict[str, Any]]:
+    """CPU seconds of one ``profile-sync run --exit-when-idle`` over ``topics``, with the
+    service of ``tree`` (this one, or an older checkout)."""
+    env = stack.service_env(
+        bootstrap, topics, url, batch_linger_seconds="1", single_enabled="false"
+    )
+    env["PYTHONPATH"] = str(tree)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [sys.executable, *wrap, "-m", "consumer", "run", "--exit-when-idle", "3", "--summary"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tree,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return cpu, summary
+
+
+def main() -> None:
+    with stack.broker(29592) as bootstrap, stack.emulator() as url:
+        topics = stack.new_topics("bench.ceiling")
+        empty = stack.new_topics("bench.empty")
+        stack.create_topics(bootstrap, topics + empty, 6)
+        stack.produce_sample(bootstrap, topics, EVENTS, PROFILES, "--urgent-share", "0")
+        print(
+            f"{EVENTS:,} events over {PROFILES:,} profiles, {ROUNDS} rounds, "
+            f"load average {stack.load_average()}"
+        )
+        ceil_rates: list[float] = []
+        svc_rates: list[float] = []
+        before_rates: list[float] = []
+        before = checkout(BEFORE) if BEFORE else None
+        for n in range(ROUNDS):
+            ceil_cpu = run_ceiling(bootstrap, topics)
+            svc_cpu, summary = run_service(bootstrap, topics, url)
+            assert summary["events_consumed"] == EVENTS, summary
+            idle_cpu, idle = run_service(bootstrap, empty, url)
+            assert idle["events_consumed"] == 0, idle
+            ceil_rates.append(EVENTS / ceil_cpu)
+            svc_rates.append(EVENTS / (svc_cpu - idle_cpu))
+            print(
+                f"round {n + 1}: ceiling {ceil_rates[-1]:>8,.0f} ev/CPU-s ({ceil_cpu:.2f} s)   "
+                f"service {svc_rates[-1]:>8,.0f} ev/CPU-s ({svc_cpu:.2f} s - {idle_cpu:.2f} s "
+                f"start-up/idle)   ratio {svc_rates[-1] / ceil_rates[-1]:.2f}   "
+                f"load {stack.load_average()}"
+            )
+            if before is not None:
+                old_cpu, old = run_service(bootstrap, topics, url, tree=before)
+                assert old["events_consumed"] == EVENTS, old
+                old_idle, _ = run_service(bootstrap, empty, url, tree=before)
+                before_rates.append(EVENTS / (old_cpu - old_idle))
+                print(
+                    f"         {BEFORE}: {before_rates[-1]:>8,.0f} ev/CPU-s   ratio "
+                    f"{before_rates[-1] / ceil_rates[-1]:.2f}"
+                )
+        if before_rates:
+            b = statistics.median(before_rates)
+            print(
+                f"median {BEFORE}: {b:,.0f} events/CPU-s, "
+                f"ratio {b / statistics.median(ceil_rates):.2f}"
+            )
+        c, s = statistics.median(ceil_rates), statistics.median(svc_rates)
+        ratios = [b / a for a, b in zip(ceil_rates, svc_rates, strict=True)]
+        print(
+            f"median: ceiling {c:,.0f} events/CPU-s, service {s:,.0f} events/CPU-s, "
+            f"ratio of medians {s / c:.2f} (median of per-round ratios "
+            f"{statistics.median(ratios):.2f})"
+        )
+        if PROFILE:
+            out = stack.REPO / ".local" / "bench-profile.txt"
+            out.parent.mkdir(exist_ok=True)
+            run_service(
+                bootstrap, topics, url,
+                "-m", "pyinstrument", "--show-all", "-r", "text", "-o", str(out),
+            )  # fmt: skip
+            print(f"profile of the service's loop thread (pyinstrument): {out}")
+            lines = out.read_text().splitlines()
+            print("\n".join(lines[:60]))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--ceiling":
+        print(json.dumps(ceiling(sys.argv[2], sys.argv[3].split(","), int(sys.argv[4]))))
+    else:
+        main()
