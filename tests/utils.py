@@ -216,6 +216,7 @@ class FakeSource:
         self.position: dict[TopicPartition, int] = {}
         self.assigned: set[TopicPartition] = set()
         self.paused: set[TopicPartition] = set()
+        self.stopping = False
         self.stored: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
         self.commits: list[dict[TopicPartition, int]] = []  # every commit_sync, in order
@@ -288,6 +289,9 @@ class FakeSource:
 
     def pause_all(self) -> None:
         self.paused |= self.assigned
+
+    def begin_stop(self) -> None:
+        self.stopping = True
 
     def pause(self, tps: set[TopicPartition]) -> None:
         self.paused |= tps

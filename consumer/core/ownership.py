@@ -182,6 +182,9 @@ class OwnedSource:
     def pause_all(self) -> None:
         self.inner.pause_all()
 
+    def begin_stop(self) -> None:
+        self.inner.begin_stop()
+
     def pause(self, tps: set[TopicPartition]) -> None:
         self.inner.pause(tps)
 

@@ -135,6 +135,7 @@ def shutdown(loop: Loop) -> bool:
     # The budget counts from the signal, not from the end of the turn it interrupted.
     deadline = (loop.stop_requested_at or loop.clock.monotonic()) + budget
     loop.stop_requested_at = deadline - budget
+    loop.source.begin_stop()
     if isinstance(loop.source, OwnedSource):
         # Repartition mode: first consume what this process forwarded to itself
         # (consumer/core/handover.py), within half the budget.

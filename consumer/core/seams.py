@@ -63,6 +63,9 @@ class Source(Protocol):
 
     def pause_all(self) -> None: ...
 
+    def begin_stop(self) -> None:
+        """The process is stopping: partitions assigned from now on are never read."""
+
     def pause(self, tps: set[TopicPartition]) -> None: ...
 
     def resume_all(self) -> None: ...

@@ -60,6 +60,7 @@ class KafkaSource:
         self.on_lost: PartitionsCallback = lambda tps: None
         self._rewind: set[TopicPartition] = set()
         self._paused = False
+        self._stopping = False
         # Complete-up-to offsets (consumer/core/completion.py), written as commit metadata:
         # what we know, the committed offset found at assignment (never stored below it,
         # so lag stays honest while a restart re-reads), the last offset stored.
@@ -90,7 +91,16 @@ class KafkaSource:
         try:
             committed = self._consumer.committed(partitions, timeout=_COMMITTED_TIMEOUT_SECONDS)
         except KafkaException as exc:
-            raise FatalError(f"cannot read committed offsets: {exc.args[0].str()}") from exc
+            if not self._stopping:
+                raise FatalError(f"cannot read committed offsets: {exc.args[0].str()}") from exc
+            # Stopping (several members leaving at once): these partitions will not be
+            # read or committed here, so their start offsets do not matter.
+            log.warning(
+                "committed offsets unreadable while stopping; partitions left unread",
+                extra={"fields": {"error": exc.args[0].str()}},
+            )
+            self._assign_paused(partitions)
+            return
         starts = []
         replays = {}
         for part in committed:
@@ -117,6 +127,13 @@ class KafkaSource:
             self._consumer.incremental_assign(starts)
         else:
             self._consumer.assign(starts)
+
+    def _assign_paused(self, partitions: list[KafkaTopicPartition]) -> None:
+        if self._cooperative:
+            self._consumer.incremental_assign(partitions)
+        else:
+            self._consumer.assign(partitions)
+        self._consumer.pause(partitions)
 
     def _revoke(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         tps = _ours(partitions)
@@ -284,6 +301,9 @@ class KafkaSource:
     def pause_all(self) -> None:
         self._paused = True
         self.pause(self.assigned)
+
+    def begin_stop(self) -> None:
+        self._stopping = True
 
     def pause(self, tps: set[TopicPartition]) -> None:
         if tps:
