@@ -133,7 +133,12 @@ class Owner:
         )
         self.metrics = metrics
         self.producer = RepartitionProducer(settings.producer_config(), rep, changelog)
-        self.carry = LoggedCarry(settings.carry_forward_max_profiles, self.producer.log)
+        self.carry = LoggedCarry(
+            settings.carry_forward_max_profiles,
+            self.producer.log,
+            settings.carry_forward_max_bytes,
+            settings.changelog_write_version,
+        )
         self.restorer = ChangelogRestorer(
             settings.consumer_config(), changelog, settings.changelog_restore_timeout_seconds
         )
