@@ -66,8 +66,10 @@ def test_six_thousand_profiles_of_60_kb_stay_within_the_sized_memory(
 
     wait_for(done, 300, "every profile applied", interval=1.0)
     wait_for(
-        lambda: service.metric("profile_sync_batch_status_total", status="complete")
-        >= s.emulator.control.stats()["batches_accepted"],
+        lambda: (
+            service.metric("profile_sync_batch_status_total", status="complete")
+            >= s.emulator.control.stats()["batches_accepted"]
+        ),
         60,
         "every batch known complete",
     )
