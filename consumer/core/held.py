@@ -71,10 +71,27 @@ def held_besides(guard: Guard | None, names: Iterable[str]) -> int:
 
 
 def fold(older: Guard | None, sent: dict[str, Sent]) -> Guard:
-    """``older`` with what a completed row ``sent`` (its cells replace older ones)."""
+    """``older`` with what a completed row ``sent`` (its cells replace older ones).
+
+    Counts only the row's cells: a profile's guard can be much wider than one row.
+    """
     if not older:
         return make_guard(sent)
-    return make_guard({**older, **sent}, older.unknown)
+    guard = Guard(older)
+    guard.update(sent)
+    held, memory = older.held, older.memory
+    unknown = older.unknown
+    for name, (value, _) in sent.items():
+        previous = older.get(name)
+        if previous is not None:
+            held -= cell_held(older, name)
+            memory -= len(name) + len(previous[0])
+        held += raw_size(name) + raw_size(value)
+        memory += len(name) + len(value)
+    if unknown is not None:
+        unknown = {n: size for n, size in unknown.items() if n not in sent} or None
+    guard.held, guard.memory, guard.unknown = held, memory, unknown
+    return guard
 
 
 def too_large_detail(size: tuple[int, int], attributes: Mapping[str, str], cap: int) -> str:

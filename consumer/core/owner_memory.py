@@ -25,9 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from consumer.core.buffer import Row, raw_size, stamp_time
+from consumer.core.buffer import SOURCE_BITS, Row, raw_size
 from consumer.core.carry import CarryForward
-from consumer.core.held import cell_held
 from consumer.core.internal_format import record_key
 from consumer.core.model import IdType
 from consumer.target.wire import ESCAPE_TABLE
@@ -45,13 +44,21 @@ def encode_stamps(
     out = bytearray((version,))
     _varint(out, len(stamps))
     get = (sizes or {}).get
+    sized = version >= 2
     for name, t in stamps.items():
         b = name.encode()
-        _varint(out, len(b))
+        if len(b) < 0x80:  # one byte: the common case, without a call
+            out.append(len(b))
+        else:
+            _varint(out, len(b))
         out += b
         _varint(out, (t << 1) ^ (t >> 63))
-        if version >= 2:
-            _varint(out, get(name, 0))
+        if sized:
+            size = get(name, 0)
+            if size < 0x80:
+                out.append(size)
+            else:
+                _varint(out, size)
     return bytes(out)
 
 
@@ -123,22 +130,25 @@ class LoggedCarry(CarryForward):
     def remember(
         self, batch_id: int, id_type: IdType, names: list[str], rows: dict[str, Row]
     ) -> None:
+        version = self._version
         for id_enc, row in rows.items():
             stamps: dict[str, int] = {}
             sizes: dict[str, int] = {}
             guard = self.guard(id_type, id_enc)
             if guard:
-                for name, sent in guard.items():
-                    stamps[name] = stamp_time(sent[1])
-                    sizes[name] = cell_held(guard, name) - raw_size(name)
-            values = row.vals.split(",")[1:]
-            for char, value, at in zip(row.cols, values, row.stamps, strict=True):
+                # raw_size and stamp_time inlined: this runs for every row of every batch.
+                for name, (value, at) in guard.items():
+                    stamps[name] = at >> SOURCE_BITS
+                    sizes[name] = len(value) - 2 * value.count("%")
+                if guard.unknown:
+                    for name, held in guard.unknown.items():
+                        sizes[name] = held - raw_size(name)
+            values = row.vals.split(",")
+            for char, value, at in zip(row.cols, values[1:], row.stamps, strict=True):
                 name = names[ord(char)]
-                stamps[name] = stamp_time(at)
-                sizes[name] = raw_size(value)
-            self._send(
-                record_key(id_type, unquote(id_enc)), encode_stamps(stamps, sizes, self._version)
-            )
+                stamps[name] = at >> SOURCE_BITS
+                sizes[name] = len(value) - 2 * value.count("%")
+            self._send(record_key(id_type, unquote(id_enc)), encode_stamps(stamps, sizes, version))
         super().remember(batch_id, id_type, names, rows)
 
     def restore(self, key: bytes, value: bytes) -> None:

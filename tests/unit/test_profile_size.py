@@ -9,8 +9,12 @@ that no row would fail.
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from consumer.core.batcher import TOO_LARGE, Batcher, BatchLimits
 from consumer.core.carry import CarryForward
+from consumer.core.held import fold, make_guard
 from consumer.core.model import BatchFile, IdType
 from consumer.core.owner_memory import LoggedCarry, decode_record, encode_stamps
 from consumer.core.validate import MAX_PROFILE_BYTES
@@ -134,3 +138,27 @@ def test_changelog_records_of_version_1_are_still_read_without_sizes() -> None:
     owner.restore(b"thirdPartyId:p", v1)
     guard = owner.guard(T3P, "p")
     assert guard is not None and guard.held == len("tier") + len("city")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.dictionaries(
+            st.sampled_from(["a", "b%20", "名前", "x"]), st.text(min_size=1, max_size=5), min_size=1
+        ),
+        max_size=8,
+    ),
+    restored=st.dictionaries(st.sampled_from(["a", "c"]), st.integers(0, 500)),
+)
+def test_folding_row_by_row_counts_what_counting_from_scratch_counts(
+    rows: list[dict[str, str]], restored: dict[str, int]
+) -> None:
+    guard = make_guard({n: ("", 1) for n in restored}, {n: len(n) + s for n, s in restored.items()})
+    for row in rows:
+        guard = fold(guard, {n: (v, 2) for n, v in row.items()})
+        fresh = make_guard(dict(guard), guard.unknown)
+        assert (guard.held, guard.memory, guard.unknown) == (
+            fresh.held,
+            fresh.memory,
+            fresh.unknown,
+        )
