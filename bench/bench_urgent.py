@@ -92,7 +92,7 @@ def one_rate(
     topic = f"bench.urgent.{uuid.uuid4().hex[:6]}"
     bg = stack.new_topics("bench.urgent-bg")
     stack.create_topics(bootstrap, [topic, *bg], 3)
-    control = EmulatorControl(url)
+    control = EmulatorControl(url, timeout=60)  # the profile dump grows with the background
     env = stack.service_env(bootstrap, bg, url, batch_linger_seconds="10")
     env["PROFILE_SYNC_TOPICS"] = ",".join([topic, *bg[:2]])
     env["PYTHONPATH"] = str(tree)
@@ -167,7 +167,7 @@ def one_rate(
 
         # Every probe's single call ended, and the emulator was read once after that: a
         # probe skipped, or rewritten by its bulk batch between two polls, is left out.
-        control.wait_until(lambda: len(received()) >= EVENTS or decided() >= EVENTS, 120, 0.5)
+        control.wait_until(lambda: len(received()) >= EVENTS or decided() >= EVENTS, 120, 1.0)
         got = received()
         outcomes = dict(
             re.findall(
