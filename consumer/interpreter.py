@@ -8,10 +8,11 @@ worker to get the interpreter, and neither runs while the collector does.
   the carry-forward's entries, pending batches. CPython's automatic generation-2
   collection scans all of them each time the long-lived set grew by a quarter: at 10,000
   events/s a 120-300 ms pause every few seconds (bench/bench_urgent.py, measured with a
-  trace of the loop). Those objects hold no reference cycles (reference counting frees
-  them), so the young generations stay automatic (they find the short-lived cycles:
-  exceptions with their frames, and so on) and a full collection runs every
-  ``FULL_COLLECT_SECONDS`` instead, one pause per period in place of many.
+  trace of the loop). They are strings, tuples, dicts and slotted objects without
+  reference cycles (reference counting frees them), so the young generations stay
+  automatic (they find the short-lived cycles: exceptions with their frames, and so on)
+  and a full collection runs every ``FULL_COLLECT_SECONDS`` instead, one pause per period
+  in place of many.
 - **What start-up built is frozen** (``gc.freeze``): modules, the mapping's code,
   settings. It is never garbage; full collections skip it.
 - **A shorter GIL switch interval.** A thread waiting for the interpreter asks the
@@ -27,8 +28,8 @@ import sys
 
 # A full collection at most this often (from ``collect_when_due``).
 FULL_COLLECT_SECONDS = 300.0
-# Automatic collections: generation 0 and 1 as CPython's defaults; generation 2 never
-# (it would wait for this many generation-1 collections, about a day at full load).
+# Automatic collections: generation 0 and 1 as CPython's defaults; generation 2 never in
+# practice (it would wait for this many generation-1 collections, months at full load).
 THRESHOLDS = (700, 10, 1_000_000_000)
 SWITCH_INTERVAL_SECONDS = 0.001
 
