@@ -36,6 +36,12 @@ VERSION = 2
 Send = Callable[[bytes, bytes], None]
 
 
+# Encoded attribute name -> its length varint and bytes; bounded (names are a producer's
+# choice). A cut writes one record per row, on the loop thread: this is its hot path.
+_NAMES: dict[str, bytes] = {}
+_NAMES_MAX = 100_000
+
+
 def encode_stamps(
     stamps: dict[str, int], sizes: dict[str, int] | None = None, version: int = VERSION
 ) -> bytes:
@@ -43,19 +49,27 @@ def encode_stamps(
     (left out in version 1)."""
     out = bytearray((version,))
     _varint(out, len(stamps))
+    names = _NAMES
     get = (sizes or {}).get
     sized = version >= 2
     for name, t in stamps.items():
-        b = name.encode()
-        if len(b) < 0x80:  # one byte: the common case, without a call
-            out.append(len(b))
-        else:
-            _varint(out, len(b))
-        out += b
-        _varint(out, (t << 1) ^ (t >> 63))
+        head = names.get(name)
+        if head is None:
+            b = name.encode()
+            part = bytearray()
+            _varint(part, len(b))
+            head = bytes(part) + b
+            if len(names) < _NAMES_MAX:
+                names[name] = head
+        out += head
+        z = (t << 1) ^ (t >> 63)  # _varint inlined
+        while z > 0x7F:
+            out.append((z & 0x7F) | 0x80)
+            z >>= 7
+        out.append(z)
         if sized:
             size = get(name, 0)
-            if size < 0x80:
+            if size < 0x80:  # one byte: the common case, without a call
                 out.append(size)
             else:
                 _varint(out, size)
