@@ -60,7 +60,7 @@ class Buffer:
     """The open batch of one id type."""
 
     __slots__ = (
-        "batch_id", "body_bytes", "columns", "event_count", "header_bytes", "id_type",
+        "batch_id", "body_bytes", "cells", "columns", "event_count", "header_bytes", "id_type",
         "name_bytes", "names", "newest_occurred_at", "oldest_occurred_at", "order", "rows",
         "slots", "started_at", "widest_name",
     )  # fmt: skip
@@ -77,6 +77,7 @@ class Buffer:
         self.order = ""  # every cell character in column order: a row that has them all
         self.header_bytes = len(header_line(id_type, []))
         self.body_bytes = 0  # ids, newlines and cell values; commas are rows * columns
+        self.cells = 0  # cells that hold a value: the other rows * columns - cells are padding
         self.event_count = 0
         self.started_at = 0.0
         self.oldest_occurred_at = 0
@@ -85,6 +86,11 @@ class Buffer:
     @property
     def size(self) -> int:
         return self.header_bytes + self.body_bytes + len(self.rows) * len(self.names)
+
+    @property
+    def padding(self) -> int:
+        """Bytes of empty cells (their commas): what the file holds beyond the data."""
+        return len(self.rows) * len(self.names) - self.cells
 
     def add_column(self, name_enc: str) -> str:
         char = chr(len(self.names))
