@@ -39,6 +39,7 @@ from consumer.core.model import IdType
 from consumer.core.outcomes import Outcomes
 from consumer.core.seams import BatchFollower, Rereader, Source, Uploads
 from consumer.core.settling import DeadLetterSinkFactory, Settling
+from consumer.core.stuck_letters import decoder
 from consumer.core.summary import Summary
 from consumer.core.uploads import CutBatches, UploadQueue
 from consumer.mapping import RecordMapper
@@ -133,6 +134,7 @@ class Loop:
             summary=self.summary,
             rereader=rereader,
             audit=self.audit,
+            decode=decoder(mapper, lambda: self.intake.owned_topic),
         )
         self.stopping = False
         # When the stop was asked for (monotonic); shutdown's budget counts from there.
