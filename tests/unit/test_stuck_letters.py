@@ -1,0 +1,86 @@
+"""A stuck batch's dead letters: its original events where they can be had, JSON rows for
+the rest (consumer/core/stuck_letters.py)."""
+
+from __future__ import annotations
+
+import json
+
+from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
+from consumer.core.seams import OriginalEvent
+from consumer.core.stuck_letters import BatchSources, stuck_letters
+from consumer.target.wire import encode_batch
+from tests.utils import make_update
+
+TP = TopicPartition("crm", 0)
+HEADERS = (("trace-id", b"t-1"),)
+
+
+def _batch(rows: list[tuple[str, dict[str, str]]]) -> BatchFile:
+    return BatchFile(
+        batch_id=9,
+        id_type=IdType.THIRD_PARTY_ID,
+        body=encode_batch(IdType.THIRD_PARTY_ID, rows),
+        row_count=len(rows),
+        event_count=len(rows),
+        trigger="resubmit",
+        oldest_occurred_at=0,
+        newest_occurred_at=0,
+    )
+
+
+def _event(offset: int) -> OriginalEvent:
+    return OriginalEvent(TP, offset, f"k{offset}".encode(), f"v{offset}".encode(), HEADERS)
+
+
+def test_the_events_of_still_owned_rows_become_letters_and_carried_cells_json_rows() -> None:
+    # Still owned: José (tier from offset 1, city from offset 2) and crm-2, whose "points"
+    # was carried forward from an earlier batch: no event of this batch holds it.
+    batch = _batch([("José", {"tier": "gold", "city": "Zürich"}), ("crm-2", {"points": "7"})])
+    updates: dict[int, ProfileUpdate | None] = {
+        1: make_update("José", {"tier": "gold"}, offset=1),
+        2: make_update("José", {"city": "Zürich"}, offset=2),
+        3: make_update("crm-3", {"tier": "x"}, offset=3),  # sent again by a later batch
+        4: None,  # a record that mapped to nothing
+    }
+    events = [_event(o) for o in updates]
+
+    letters = stuck_letters(batch, events, lambda e: updates[e.offset], "batch status stuck", "")
+
+    as_events = [x for x in letters if x.tp is not None]
+    assert [(x.offset, x.key, x.value, x.original_headers) for x in as_events] == [
+        (1, b"k1", b"v1", HEADERS),
+        (2, b"k2", b"v2", HEADERS),
+    ]
+    assert all(x.reason == "batch_stuck" for x in letters)
+    [row] = [x for x in letters if x.tp is None]
+    assert json.loads(row.value or b"") == {
+        "id_type": "thirdPartyId",
+        "id": "crm-2",
+        "attributes": {"points": "7"},
+    }
+    assert ("original", "unavailable") in row.extra_headers
+    assert "carried forward" in row.message
+
+
+def test_rows_whose_events_cannot_be_read_back_go_as_json_rows_saying_why() -> None:
+    batch = _batch([("crm-1", {"tier": "gold"}), ("crm-2", {"points": "7"})])
+    letters = stuck_letters(batch, None, lambda e: None, "batch status stuck", "past retention")
+    assert [json.loads(x.value or b"")["id"] for x in letters] == ["crm-1", "crm-2"]
+    assert all(("original", "unavailable") in x.extra_headers for x in letters)
+    assert all("past retention" in x.message and x.tp is None for x in letters)
+
+
+def test_kept_ranges_are_bounded_oldest_batch_first() -> None:
+    sources = BatchSources(max_ranges=5)
+    for batch_id in (1, 2, 3):
+        sources.keep(
+            batch_id,
+            {
+                TP: [(batch_id * 10, batch_id * 10 + 1)],
+                TopicPartition("pos", 0): [(batch_id, batch_id)],
+            },
+        )
+    assert len(sources) == 4 and sources.dropped == 1
+    assert sources.pop(1) is None  # dropped: its letters will be JSON rows
+    assert sources.pop(3) == {TP: [(30, 31)], TopicPartition("pos", 0): [(3, 3)]}
+    assert len(sources) == 2
