@@ -244,7 +244,7 @@ class Outcomes:
         if self.rereader is None or self.decode is None:
             self._dead_letter_rows(batch, "batch_stuck", error, unit=None)
             return
-        events, why = None, "its source offsets were not kept (bound, or accepted before a restart)"
+        events, why = None, "its source offsets are not known (dropped for the bound, or none)"
         if ranges:
             events = self.rereader.read(ranges)
             why = "its source records could not be read back (retention, or the re-read timed out)"
