@@ -14,15 +14,11 @@ The encoded file size is tracked incrementally:
 A cut happens *before* an event would make a file reach ``max_bytes`` or exceed
 ``max_rows``; an idle buffer is cut when its oldest event is ``linger`` seconds old.
 
-Width: every row has a cell per column of its file, so one event of thousands of
-attributes among ordinary ones would pad every row with thousands of empty cells. A cut
-(trigger ``width``) also happens before an event that would make the file's padding
-(``rows * columns - cells``, one comma per empty cell) exceed ``max_padding_ratio`` times
-the rest of the file (header, ids, newlines and filled cells: the data). A file of one
-row has no padding, so every file is at most ``1 + max_padding_ratio`` times its data.
-Padding only grows when a row or a column is added, so only those merges check it. A
-width cut is an ordinary cut: a profile in both files is carried forward (carry.py) as
-after a ``bytes`` cut.
+A cut (trigger ``width``) also happens before a new row or column would make the file's
+empty cells (``rows * columns - cells``, a comma each) exceed ``max_padding_ratio`` times
+the rest of the file, so no file is more than ``1 + max_padding_ratio`` times its data
+however wide one event is; a profile in both files is carried forward as after any cut.
+
 Pure logic: plain values and a monotonic time passed in, no I/O.
 """
 

@@ -87,11 +87,6 @@ class Buffer:
     def size(self) -> int:
         return self.header_bytes + self.body_bytes + len(self.rows) * len(self.names)
 
-    @property
-    def padding(self) -> int:
-        """Bytes of empty cells (their commas): what the file holds beyond the data."""
-        return len(self.rows) * len(self.names) - self.cells
-
     def add_column(self, name_enc: str) -> str:
         char = chr(len(self.names))
         self.names.append(name_enc)
