@@ -91,7 +91,8 @@ class Loop:
         self.budget = budget  # the tenant's bulk-API calls (consumer/core/budget.py)
         self.summary = Summary(clock)
         self.settling = Settling(dead_letter_sink)
-        self.settling.headers_of = getattr(source, "headers_of", None)  # the Kafka source's
+        # Poison letters keep the record's headers (KafkaSource, OwnedSource; not the fakes).
+        self.settling.headers_of = getattr(source, "headers_of", None)
         self.uploads = UploadQueue(uploads, settings.max_in_flight_batches, cut)
         self.intake = Intake(
             mapper=mapper,
