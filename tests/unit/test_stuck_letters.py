@@ -8,8 +8,10 @@ import json
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.seams import OriginalEvent
 from consumer.core.stuck_letters import BatchSources, stuck_letters
+from consumer.target.status import FinalStatus
 from consumer.target.wire import encode_batch
-from tests.utils import make_update
+from tests.unit.test_loop import A, Rig, event
+from tests.utils import FakeSource, make_update
 
 TP = TopicPartition("crm", 0)
 HEADERS = (("trace-id", b"t-1"),)
@@ -84,3 +86,45 @@ def test_kept_ranges_are_bounded_oldest_batch_first() -> None:
     assert sources.pop(1) is None  # dropped: its letters will be JSON rows
     assert sources.pop(3) == {TP: [(30, 31)], TopicPartition("pos", 0): [(3, 3)]}
     assert len(sources) == 2
+
+
+class _Rereader:
+    """Reads the fake source's partitions back, as consumer/kafka/reread.py reads Kafka."""
+
+    def __init__(self, source: FakeSource) -> None:
+        self.source = source
+        self.asked: list[dict[TopicPartition, list[tuple[int, int]]]] = []
+
+    def read(self, ranges: dict[TopicPartition, list[tuple[int, int]]]) -> list[OriginalEvent]:
+        self.asked.append(ranges)
+        return [
+            OriginalEvent(tp, rec.offset, rec.key, rec.value, HEADERS)
+            for tp, spans in ranges.items()
+            for first, last in spans
+            for rec in self.source.logs[tp][first : last + 1]
+        ]
+
+
+def test_a_given_up_batch_dead_letters_the_events_of_the_profiles_it_still_owns() -> None:
+    rig = Rig(follow=True, status_max_resubmits="0")
+    assert rig.follower is not None
+    rereader = rig.loop.outcomes.rereader = _Rereader(rig.source)
+    rig.source.assign({A})
+    rig.source.produce(A, [event("p1", tier="a"), event("p2", tier="b")])
+    rig.turns(2, seconds=rig.settings.batch_linger_seconds)
+    rig.source.produce(A, [event("p1", 1_700_000_000_001, tier="c")])  # p1 sent again
+    rig.turns(2, seconds=rig.settings.batch_linger_seconds)
+    first, second = (b.batch_id for b, _ in rig.uploads.submitted)
+    assert set(rig.follower.following) == {first, second}
+
+    rig.follower.finish(first, FinalStatus.STUCK)
+    rig.turns(2)
+
+    # The offsets were committed long ago; the ranges kept since acceptance find them.
+    assert rereader.asked == [{A: [(0, 1)]}]
+    assert rig.dead_letters is not None
+    [letter] = rig.dead_letters.landed  # p2's event; p1's row went out again in `second`
+    assert (letter.reason, letter.tp, letter.offset) == ("batch_stuck", A, 1)
+    assert letter.value == rig.source.logs[A][1].value
+    assert letter.original_headers == HEADERS
+    assert len(rig.loop.outcomes.sources) == 1  # only `second` is still open
