@@ -248,7 +248,7 @@ class Outcomes:
         if ranges:
             events = self.rereader.read(ranges)
             why = "its source records could not be read back (retention, or the re-read timed out)"
-        letters = stuck_letters(batch, events, self.decode, error, why)
+        letters = stuck_letters(batch, events, self.decode, error, why, self.rereader.read)
         if events is None:
             fields["why"] = why
             log.warning("stuck batch dead-lettered as rows", extra={"fields": fields})

@@ -34,6 +34,7 @@ from consumer.target.wire import decode_batch
 
 Ranges = dict[TopicPartition, list[tuple[int, int]]]
 Decode = Callable[[OriginalEvent], ProfileUpdate | None]
+Read = Callable[[Ranges], list[OriginalEvent] | None]
 
 # (first, last) ranges kept over all open batches: a batch's records are mostly one run per
 # partition, so this covers thousands of open batches in a few MB.
@@ -90,11 +91,20 @@ def decoder(mapper: RecordMapper, owned_topic: Callable[[], str]) -> Decode:
 
 
 def stuck_letters(
-    batch: BatchFile, events: list[OriginalEvent] | None, decode: Decode, error: str, why: str
+    batch: BatchFile,
+    events: list[OriginalEvent] | None,
+    decode: Decode,
+    error: str,
+    why: str,
+    read: Read | None = None,
 ) -> list[DeadLetter]:
     """Dead letters for the rows of ``batch`` (its still-owned rows): the events of those
     profiles as published, and JSON rows for what the events do not hold. ``events`` None:
-    they could not be read back (``why`` says why); every row is then a JSON row."""
+    they could not be read back (``why`` says why); every row is then a JSON row.
+
+    In the repartition mode ``events`` are the repartition topic's records; each names its
+    source record, which ``read`` fetches from the source topic (a second hop), so the
+    letters are the events as the producer published them there too."""
     id_type, decoded = decode_batch(batch.body)
     rows = dict(decoded)
     extra = (("batch.id", str(batch.batch_id)),)
@@ -102,25 +112,37 @@ def stuck_letters(
         return row_letters(
             id_type, rows.items(), "batch_stuck", f"{error}; {why}", (*extra, UNAVAILABLE)
         )
-    letters = []
-    covered: dict[str, set[str]] = {}
+    owned = []
     for event in events:
         update = decode(event)
         if update is None or update.id_type is not id_type or update.profile_id not in rows:
             continue  # not a row this batch still owns (a later batch sent it again)
+        owned.append((event, update))
+    hops = {(u.tp, u.offset) for e, u in owned if (u.tp, u.offset) != (e.tp, e.offset)}
+    sources: dict[tuple[TopicPartition, int], OriginalEvent] = {}
+    if hops and read is not None:
+        sources = {(o.tp, o.offset): o for o in read(_runs(hops)) or ()}
+    letters = []
+    covered: dict[str, set[str]] = {}
+    for record, update in owned:
+        if (update.tp, update.offset) != (record.tp, record.offset):
+            found = sources.get((update.tp, update.offset))
+            if found is None:
+                continue  # the source record is gone: its attributes go as a JSON row
+            record = found
         covered.setdefault(update.profile_id, set()).update(update.attributes)
         letters.append(
             DeadLetter(
-                key=event.key,
-                value=event.value,
+                key=record.key,
+                value=record.value,
                 reason="batch_stuck",
                 stage="target",
                 error_class="BatchStuck",
                 message=error,
-                tp=event.tp,
-                offset=event.offset,
+                tp=record.tp,
+                offset=record.offset,
                 extra_headers=extra,
-                original_headers=event.headers,
+                original_headers=record.headers,
             )
         )
     rest = []
@@ -129,7 +151,10 @@ def stuck_letters(
         missing = {n: v for n, v in attributes.items() if n not in seen}
         if missing:
             rest.append((profile_id, missing))
-    note = f"{error}; attributes carried forward from an earlier batch, in none of its events"
+    note = (
+        f"{error}; in none of the events read back (carried forward from an earlier batch,"
+        " or its source record is past retention)"
+    )
     return letters + row_letters(id_type, rest, "batch_stuck", note, (*extra, UNAVAILABLE))
 
 
@@ -159,3 +184,15 @@ def row_letters(
             )
         )
     return letters
+
+
+def _runs(coordinates: set[tuple[TopicPartition, int]]) -> Ranges:
+    """Offsets as (first, last) runs per partition, for ``Rereader.read``."""
+    out: Ranges = {}
+    for tp, offset in sorted(coordinates, key=lambda c: (c[0].topic, c[0].partition, c[1])):
+        spans = out.setdefault(tp, [])
+        if spans and spans[-1][1] == offset - 1:
+            spans[-1] = (spans[-1][0], offset)
+        else:
+            spans.append((offset, offset))
+    return out

@@ -39,9 +39,9 @@ def test_the_events_of_still_owned_rows_become_letters_and_carried_cells_json_ro
     # was carried forward from an earlier batch: no event of this batch holds it.
     batch = _batch([("José", {"tier": "gold", "city": "Zürich"}), ("crm-2", {"points": "7"})])
     updates: dict[int, ProfileUpdate | None] = {
-        1: make_update("José", {"tier": "gold"}, offset=1),
-        2: make_update("José", {"city": "Zürich"}, offset=2),
-        3: make_update("crm-3", {"tier": "x"}, offset=3),  # sent again by a later batch
+        1: make_update("José", {"tier": "gold"}, tp=TP, offset=1),
+        2: make_update("José", {"city": "Zürich"}, tp=TP, offset=2),
+        3: make_update("crm-3", {"tier": "x"}, tp=TP, offset=3),  # sent again by a later batch
         4: None,  # a record that mapped to nothing
     }
     events = [_event(o) for o in updates]
@@ -62,6 +62,38 @@ def test_the_events_of_still_owned_rows_become_letters_and_carried_cells_json_ro
     }
     assert ("original", "unavailable") in row.extra_headers
     assert "carried forward" in row.message
+
+
+def test_in_the_repartition_mode_the_letters_are_the_source_records_they_name() -> None:
+    # The batch's records are the repartition topic's; each names its source record, read
+    # back from the source topic. One source record is past retention: its attribute goes
+    # as a JSON row.
+    batch = _batch([("José", {"tier": "gold", "city": "Zürich"})])
+    internal = TopicPartition("group.repartition", 3)
+    updates = {
+        7: make_update("José", {"tier": "gold"}, tp=TP, offset=41),
+        8: make_update("José", {"city": "Zürich"}, tp=TP, offset=40),
+    }
+    hops = [
+        OriginalEvent(internal, o, b"thirdPartyId:Jos\xc3\xa9", b"internal", ()) for o in updates
+    ]
+    asked = []
+
+    def read(ranges: dict[TopicPartition, list[tuple[int, int]]]) -> list[OriginalEvent]:
+        asked.append(ranges)
+        return [_event(41)]  # offset 40 is gone
+
+    letters = stuck_letters(batch, hops, lambda e: updates[e.offset], "stuck", "", read)
+
+    assert asked == [{TP: [(40, 41)]}]
+    [source, row] = letters
+    assert (source.tp, source.offset, source.value, source.original_headers) == (
+        TP,
+        41,
+        b"v41",
+        HEADERS,
+    )
+    assert json.loads(row.value or b"")["attributes"] == {"city": "Zürich"}
 
 
 def test_rows_whose_events_cannot_be_read_back_go_as_json_rows_saying_why() -> None:
