@@ -22,7 +22,13 @@ from consumer.core.ledger import UnitKind, unit_kind
 from consumer.core.model import BatchFile, DeadLetter
 from consumer.core.seams import BatchFollower, Rereader
 from consumer.core.settling import Settling
-from consumer.core.stuck_letters import BatchSources, Decode, row_letters, stuck_letters
+from consumer.core.stuck_letters import (
+    BatchSources,
+    Decode,
+    row_letters,
+    source_records,
+    stuck_letters,
+)
 from consumer.core.summary import Summary
 from consumer.core.uploads import UploadQueue
 from consumer.errors import FatalError
@@ -145,6 +151,8 @@ class Outcomes:
             return False
         ranges = self.settling.ledger.unit_offsets(unit)
         events = self.rereader.read(ranges) if ranges else None
+        if events and self.decode is not None:  # repartition records -> their source records
+            events = source_records(events, self.decode, self.rereader.read)
         if not events:
             return False
         letters = [

@@ -186,6 +186,25 @@ def row_letters(
     return letters
 
 
+def source_records(
+    events: list[OriginalEvent], decode: Decode, read: Read
+) -> list[OriginalEvent] | None:
+    """``events`` with each repartition record replaced by the source record it names (read
+    back from the source topic); None if one of those cannot be read back."""
+    named = []
+    for event in events:
+        update = decode(event)
+        hop = update is not None and (update.tp, update.offset) != (event.tp, event.offset)
+        named.append((update.tp, update.offset) if hop and update is not None else None)
+    hops = {c for c in named if c is not None}
+    if not hops:
+        return events
+    found = {(o.tp, o.offset): o for o in read(_runs(hops)) or ()}
+    if not hops <= found.keys():
+        return None
+    return [found[c] if c is not None else e for e, c in zip(events, named, strict=True)]
+
+
 def _runs(coordinates: set[tuple[TopicPartition, int]]) -> Ranges:
     """Offsets as (first, last) runs per partition, for ``Rereader.read``."""
     out: Ranges = {}

@@ -7,7 +7,7 @@ import json
 
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.seams import OriginalEvent
-from consumer.core.stuck_letters import BatchSources, stuck_letters
+from consumer.core.stuck_letters import BatchSources, source_records, stuck_letters
 from consumer.target.status import FinalStatus
 from consumer.target.wire import encode_batch
 from tests.unit.test_loop import A, Rig, event
@@ -160,3 +160,16 @@ def test_a_given_up_batch_dead_letters_the_events_of_the_profiles_it_still_owns(
     assert letter.value == rig.source.logs[A][1].value
     assert letter.original_headers == HEADERS
     assert len(rig.loop.outcomes.sources) == 1  # only `second` is still open
+
+
+def test_a_rejected_batch_s_repartition_records_become_their_source_records() -> None:
+    internal = TopicPartition("group.repartition", 0)
+    updates = {5: make_update("p", {"a": "1"}, tp=TP, offset=12), 6: None}
+    records = [OriginalEvent(internal, o, b"k", b"internal", ()) for o in updates]
+
+    def decode(e: OriginalEvent) -> ProfileUpdate | None:
+        return updates[e.offset]
+
+    got = source_records(records, decode, lambda ranges: [_event(12)])
+    assert got == [_event(12), records[1]]  # an undecodable record stays as it is
+    assert source_records(records, decode, lambda ranges: []) is None  # gone: rows instead
