@@ -16,6 +16,10 @@ and every row of a batch whose records cannot be read back (ranges dropped for t
 records past the topic's retention, or not read within the re-read time budget). Such
 letters carry the header ``profile-sync.original=unavailable`` and say why.
 
+In the repartition mode a batch's records are the repartition topic's; each names the
+source record it came from, which is read back too (``source_records``, also used for a
+rejected batch's letters), so the letters are the events as the producer published them.
+
 Pure logic apart from the ``Rereader`` seam it is handed; runs on the loop's thread.
 """
 
