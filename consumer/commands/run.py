@@ -34,6 +34,7 @@ from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
+from consumer.interpreter import Collector
 from consumer.kafka.dlq import DeadLetterQueue
 from consumer.kafka.members import GroupMembers, admin_config
 from consumer.kafka.reread import KafkaRereader
@@ -318,11 +319,14 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     members = _follow_group_size(settings, loop)
     _install_signals(loop, clock)
     idle_since = clock.monotonic()
+    collector = Collector(idle_since)  # GC and GIL policy (consumer/interpreter.py)
+    collector.start()
     code = 0
     try:
         while not loop.stopping:
             consumed = loop.turn() + forwarded(loop.source)
             health.beat()
+            collector.collect_when_due(clock.monotonic())
             health.set_assigned(len(loop.source.assigned))
             if consumed:
                 idle_since = clock.monotonic()
