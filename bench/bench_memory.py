@@ -38,6 +38,9 @@ def main() -> None:
             buffer_max_bytes="1000000000",
             single_enabled="false",
         )
+        # BENCH_ENV="NAME=value,...": extra variables for the service (an allocator or
+        # librdkafka setting to try), e.g. BENCH_ENV=KAFKA_QUEUED_MAX_MESSAGES_KBYTES=16384.
+        env.update(kv.split("=", 1) for kv in os.environ.get("BENCH_ENV", "").split(",") if kv)
         port = env["PROFILE_SYNC_HTTP_PORT"]
         service = subprocess.Popen(
             [sys.executable, "-m", "consumer", "run"], env=env, cwd=stack.REPO

@@ -33,6 +33,7 @@ from consumer.core.model import TopicPartition
 from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
+from consumer.heap import IdleTrim
 from consumer.health import Health, HealthServer
 from consumer.kafka.dlq import DeadLetterQueue
 from consumer.kafka.members import GroupMembers, admin_config
@@ -318,12 +319,14 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     members = _follow_group_size(settings, loop)
     _install_signals(loop, clock)
     idle_since = clock.monotonic()
+    heap = IdleTrim(settings.heap_trim_seconds)  # freed heap back after a burst: consumer/heap.py
     code = 0
     try:
         while not loop.stopping:
             consumed = loop.turn() + forwarded(loop.source)
             health.beat()
             health.set_assigned(len(loop.source.assigned))
+            heap.after_turn(consumed, clock.monotonic())
             if consumed:
                 idle_since = clock.monotonic()
             elif (

@@ -49,7 +49,7 @@ _STALE = "stale"
 
 # Encoded forms of short, repeated values ("gold", "true", store ids): a dict hit is
 # cheaper than re-encoding, and rows share one string object per value.
-_VALUE_CACHE_SIZE = 65_536
+_VALUE_CACHE_SIZE = 4_096
 _NAME_CACHE_SIZE = 100_000
 _VALUE_CACHE_MAX_LEN = 64
 _VALUES: dict[str, str] = {}
