@@ -33,8 +33,8 @@ from consumer.core.model import TopicPartition
 from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
-from consumer.heap import IdleTrim
 from consumer.health import Health, HealthServer
+from consumer.heap import IdleTrim
 from consumer.kafka.dlq import DeadLetterQueue
 from consumer.kafka.members import GroupMembers, admin_config
 from consumer.kafka.reread import KafkaRereader

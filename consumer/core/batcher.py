@@ -217,8 +217,10 @@ class Batcher:
                 buffer.drop_columns(len(buffer.names) - columns_before)
                 return _TOO_LARGE if too_large else _BYTES
             if row is None:
-                rows[id_enc] = Row(cols, joined, tuple(stamps), guard)
+                rows[id_enc] = Row(buffer.shape(cols), joined, tuple(stamps), guard)
             else:
+                if cols is not row.cols:  # a column was added
+                    cols = buffer.shape(cols)
                 row.cols, row.vals, row.stamps = cols, joined, tuple(stamps)
             buffer.body_bytes += body
         if buffer.event_count == 0:

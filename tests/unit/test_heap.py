@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import pytest
@@ -47,7 +48,7 @@ def test_trims_are_at_least_the_interval_apart() -> None:
             times.append(now + 0.02)
         now += 0.04
     assert len(times) >= 3
-    assert all(b - a >= 5.0 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 5.0 for a, b in itertools.pairwise(times))
 
 
 def test_an_interval_of_zero_turns_it_off() -> None:
