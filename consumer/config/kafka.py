@@ -54,9 +54,6 @@ _CONSUMER_DEFAULTS = {
     "auto.offset.reset": "earliest",
     # The default of 1000 ms stalls fetching under a backlog.
     "fetch.queue.backoff.ms": "10",
-    # librdkafka's pre-fetch queue (64 MB by default): its peak stays as freed heap, and
-    # 16 MB is still several consume batches ahead (docs/performance.md, memory).
-    "queued.max.messages.kbytes": "16384",
     "statistics.interval.ms": "15000",
 }
 # Properties only a consumer understands: left out of the DLQ producer's configuration.

@@ -21,8 +21,6 @@ GRACE_MARGIN_SECONDS = 5
 BASELINE_MEMORY_BYTES = 100_000_000
 BUFFER_MEMORY_FACTOR = 7.5
 CARRY_FORWARD_BYTES_PER_PROFILE = 1_600
-# librdkafka's own default, if the consumer defaults (consumer/config/kafka.py: 16 MB)
-# ever stop setting it.
 LIBRDKAFKA_QUEUE_KBYTES_DEFAULT = 65_536
 
 

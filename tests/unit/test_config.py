@@ -188,13 +188,6 @@ def test_automatic_offset_storing_can_never_be_turned_on() -> None:
     assert load_env().consumer_config()["enable.auto.offset.store"] == "false"
 
 
-def test_the_pre_fetch_queue_is_bounded_below_librdkafkas_default_and_can_be_raised() -> None:
-    # librdkafka's own default (64 MB) stays resident as freed heap after a backlog.
-    assert load_env().consumer_config()["queued.max.messages.kbytes"] == "16384"
-    raised = load_env(KAFKA_QUEUED_MAX_MESSAGES_KBYTES="65536").consumer_config()
-    assert raised["queued.max.messages.kbytes"] == "65536"
-
-
 # -- secrets
 
 
