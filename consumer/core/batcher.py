@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from consumer.core.buffer import SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
+from consumer.core.buffer import NO_SOURCE, SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
 from consumer.core.carry import CarryForward, Sent
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import MAX_PROFILE_BYTES
@@ -115,6 +115,8 @@ class Batcher:
         src = self._sources.get(update.tp)
         if src is None:
             src = self._sources[update.tp] = len(self._sources)
+            if src >= NO_SOURCE:  # never in practice: a stamp's source field is full
+                raise OverflowError(f"more than {NO_SOURCE - 1} partitions in one process")
         id_enc = update.profile_id.translate(_TABLE)
         buffer = self._buffers[update.id_type]
         outcome = self._merge(buffer, id_enc, update, src, now)
