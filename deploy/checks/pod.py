@@ -14,8 +14,8 @@ CONSUMER_CONTAINER = "profile-sync"
 # of the grace period, and the process still has to exit after its own timeout.
 GRACE_MARGIN_SECONDS = 5
 # Memory model of one replica (docs/deploy.md, "Sizing"): a buffered profile row takes
-# ~7x its encoded size of resident memory in the running service (bench/bench_memory.py:
-# ~690-760 B for a 108 B row, freed heap given back after a burst; 7.5 leaves room for
+# ~6-7x its encoded size of resident memory in the running service (bench/bench_memory.py:
+# ~620-720 B for a 108 B row, freed heap given back after a burst; 7.5 leaves room for
 # noise), a carry-forward profile ~1.6 KB; the interpreter, libraries and librdkafka's
 # threads ~100 MB. The pod's memory limit must hold the worst case the settings allow.
 BASELINE_MEMORY_BYTES = 100_000_000
