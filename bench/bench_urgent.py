@@ -35,6 +35,7 @@ from typing import Any
 import fastavro
 import stack
 from bench_ceiling import checkout
+from bench_emulator import cpu_seconds
 from confluent_kafka import Producer
 
 from emulator.client import EmulatorControl
@@ -91,7 +92,7 @@ def one_rate(
     topic = f"bench.urgent.{uuid.uuid4().hex[:6]}"
     bg = stack.new_topics("bench.urgent-bg")
     stack.create_topics(bootstrap, [topic, *bg], 3)
-    control = EmulatorControl(url)
+    control = EmulatorControl(url, timeout=60)  # the profile dump grows with the background
     env = stack.service_env(bootstrap, bg, url, batch_linger_seconds="10")
     env["PROFILE_SYNC_TOPICS"] = ",".join([topic, *bg[:2]])
     env["PYTHONPATH"] = str(tree)
@@ -123,7 +124,11 @@ def one_rate(
             held = control.profiles(details=False).get("thirdPartyId", {})
             return all(p in held for p in profiles)
 
-        control.wait_until(created, 120, 0.5)
+        try:
+            control.wait_until(created, 120, 0.5)
+        except TimeoutError:
+            print("the probe profiles were not created through bulk in time")
+            raise
         seconds = EVENTS / RATE + 5
         if background:
             background_proc = stack.produce_sample(
@@ -132,6 +137,8 @@ def one_rate(
             )  # fmt: skip
             time.sleep(2)  # the background reaches its rate before the first probe
         consumed_before = stack.scrape(port, "profile_sync_events_consumed_total")
+        cpu_before = cpu_seconds(service.pid)
+        decided_before = stack.scrape(port, "profile_sync_single_updates_total")
         sent_at: dict[str, float] = {}
         started = time.monotonic()
         for n, pid in enumerate(profiles):
@@ -141,6 +148,7 @@ def one_rate(
             send(event(pid, {"tier": "gold", "probe": n}, "URGENT"))
         producer.flush(30)
         elapsed = time.monotonic() - started
+        cpu = cpu_seconds(service.pid) - cpu_before
 
         seen: dict[str, float] = {}
 
@@ -154,7 +162,22 @@ def one_rate(
                     seen.setdefault(pid, datetime.fromisoformat(probe["modifiedAt"]).timestamp())
             return seen
 
-        got = control.wait_until(lambda: (r := received()) and len(r) >= EVENTS and r, 120, 1.0)
+        def decided() -> float:  # probes whose single call ended (sent, failed, skipped)
+            return stack.scrape(port, "profile_sync_single_updates_total") - decided_before
+
+        # Every probe's single call ended, and the emulator was read once after that: a
+        # probe skipped, or rewritten by its bulk batch between two polls, is left out.
+        control.wait_until(lambda: len(received()) >= EVENTS or decided() >= EVENTS, 120, 1.0)
+        got = received()
+        outcomes = dict(
+            re.findall(
+                r'^profile_sync_single_updates_total\{outcome="(\w+)"\} (\S+)$',
+                stack.metrics_text(port),
+                re.M,
+            )
+        )
+        if len(got) < EVENTS:
+            print(f"({len(got)} of {EVENTS} single updates seen in Target; outcomes {outcomes})")
         consumed = stack.scrape(port, "profile_sync_events_consumed_total") - consumed_before
         delays = sorted((got[p] - sent_at[p]) * 1000 for p in profiles if p in got)
         pct = {q: delays[min(len(delays) - 1, int(len(delays) * q / 100))] for q in (50, 90, 99)}
@@ -166,7 +189,7 @@ def one_rate(
         )
         print(
             f"background {background:>6,}/s (consumed {consumed / elapsed:,.0f} events/s while "
-            f"probing), load {stack.load_average()}\n"
+            f"probing; service {cpu / elapsed:.2f} CPU-s/s), load {stack.load_average()}\n"
             f"  service histogram ({total:.0f} single updates): p50 ~"
             f"{p50:.1f} ms  p99 ~{p99:.1f} ms\n"
             f"    {within}\n"

@@ -2,7 +2,8 @@
 
 ``.venv/bin/python bench/compare_trees.py REF`` checks out REF (a commit, branch or tag)
 into ``.local/bench-compare/REF``, produces one backlog of BENCH_EVENTS (default 300,000)
-sample events on a local Kafka (BENCH_KAFKA_PORT, default 29392), then drains it with
+sample events on a local Kafka (BENCH_KAFKA_PORT, default 29392; or BENCH_BOOTSTRAP, a running
+broker), then drains it with
 fresh consumer groups from the old tree and from this one, alternating, BENCH_ROUNDS times
 (default 3). For each drain it prints events/s over the consuming time (the service's
 own summary) and events per CPU-second of the service process (start-up included), then
@@ -82,8 +83,10 @@ def main() -> None:
     ref = sys.argv[1] if len(sys.argv) > 1 else "HEAD~1"
     trees = {ref: checkout(ref), "this tree": REPO}
     env = {**os.environ, "KAFKA_PORT": str(PORT)}
-    subprocess.run([str(KAFKA), "start"], env=env, check=True, stdout=subprocess.DEVNULL)
-    bootstrap = f"127.0.0.1:{PORT}"
+    shared = os.environ.get("BENCH_BOOTSTRAP", "")  # a running broker: none is started
+    if not shared:
+        subprocess.run([str(KAFKA), "start"], env=env, check=True, stdout=subprocess.DEVNULL)
+    bootstrap = shared or f"127.0.0.1:{PORT}"
     run_id = uuid.uuid4().hex[:6]
     topics = [f"bench.pos.{run_id}", f"bench.crm.{run_id}"]
     server = EmulatorServer(
@@ -115,7 +118,8 @@ def main() -> None:
             print(f"median {name:>12}: {rate:>9,.0f} events/s  {per_cpu:>9,.0f} events/CPU-s")
     finally:
         server.stop()
-        subprocess.run([str(KAFKA), "stop"], env=env, check=False, stdout=subprocess.DEVNULL)
+        if not shared:
+            subprocess.run([str(KAFKA), "stop"], env=env, check=False, stdout=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,15 @@ def service_env(
     return env
 
 
+def metrics_text(port: str | int) -> str:
+    """The service's /metrics page ("" when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+    except OSError:
+        return ""
+
+
 def scrape(port: str | int, name: str) -> float:
     """Sum of every series of metric ``name`` on the service's /metrics (0 when absent)."""
     try:

@@ -27,7 +27,7 @@ from consumer.health import Health
 from consumer.kafka import internal_topics
 from consumer.kafka.changelog import ChangelogRestorer
 from consumer.kafka.internal_topics import InternalTopics
-from consumer.kafka.repartition import RepartitionProducer
+from consumer.kafka.repartition import FORWARD_LINGER_MS, RepartitionProducer
 from consumer.kafka.source import KafkaSource
 from consumer.mapping import RecordMapper, Skip, SkipReason
 from consumer.metrics import Metrics
@@ -132,7 +132,12 @@ class Owner:
             extra={"fields": {"why": why, "topics": report}},
         )
         self.metrics = metrics
-        self.producer = RepartitionProducer(settings.producer_config(), rep, changelog)
+        self.producer = RepartitionProducer(
+            settings.producer_config(),
+            rep,
+            changelog,
+            linger_ms=settings.librdkafka().get("linger.ms", FORWARD_LINGER_MS),
+        )
         self.carry = LoggedCarry(settings.carry_forward_max_profiles, self.producer.log)
         self.restorer = ChangelogRestorer(
             settings.consumer_config(), changelog, settings.changelog_restore_timeout_seconds

@@ -47,9 +47,9 @@ from consumer.target.urgent import SingleUpdater
 
 log = logging.getLogger("profile_sync.pipeline")
 
-# How long one consume() call may block. librdkafka waits this long unless a whole
-# consume batch is ready, so it bounds the latency a trickle of urgent events sees
-# (bench/bench_urgent.py: p50 56 ms at 100 ms, 14 ms at 20 ms); an idle turn is cheap.
+# How long one consume() call may block when nothing arrives: the source returns as soon
+# as a record is fetched (consumer/kafka/source.py), so this is the period of an idle turn
+# (linger cuts, results, settling), not a delay urgent events see.
 POLL_TIMEOUT_SECONDS = 0.02
 # Consumption resumes once the buffer is back under this share of its byte bound.
 RESUME_RATIO = 0.8

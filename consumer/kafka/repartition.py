@@ -26,17 +26,30 @@ from consumer.kafka.internal_topics import PARTITIONER
 log = logging.getLogger("profile_sync.repartition")
 
 
+# Every forwarded update, an urgent one too, waits this long before it is sent to the
+# owner: the DLQ producer's 20 ms would add 20 ms to every urgent event's delay
+# (bench/bench_urgent.py). Batches still grow under load while requests are in flight.
+FORWARD_LINGER_MS = 5
+
+
 class RepartitionProducer:
     def __init__(
-        self, config: dict[str, str], repartition_topic: str, changelog_topic: str
+        self,
+        config: dict[str, str],
+        repartition_topic: str,
+        changelog_topic: str,
+        *,
+        linger_ms: str | int = FORWARD_LINGER_MS,
     ) -> None:
+        """``config``: connection settings; ``linger_ms``: the user's ``KAFKA_LINGER_MS``
+        if set (``config`` may carry the DLQ producer's default, not meant for this one)."""
         conf: dict[str, Any] = dict(config)
         conf.update(
             {
                 "enable.idempotence": True,
                 "acks": "all",
                 "partitioner": PARTITIONER,
-                "linger.ms": conf.get("linger.ms", 5),
+                "linger.ms": linger_ms,
                 "compression.type": conf.get("compression.type", "lz4"),
                 "logger": logging.getLogger("profile_sync.librdkafka"),
             }

@@ -207,7 +207,15 @@ class KafkaSource:
         if self._rewind:
             self._do_rewind()
         try:
-            messages = self._consumer.consume(max_records, timeout)
+            # consume(n, timeout) waits out the whole timeout unless n messages are ready,
+            # so a lone urgent record would wait it out too; poll returns as soon as one
+            # is there, then consume takes what is already fetched without waiting.
+            first = self._consumer.poll(timeout)
+            if first is None:
+                return []
+            messages = [first]
+            if max_records > 1:
+                messages += self._consumer.consume(max_records - 1, 0)
         except KafkaException as exc:
             raise FatalError(f"kafka consume failed: {exc.args[0].str()}") from exc
         # The hot path (~40k records/s): tuple.__new__ skips the NamedTuple's Python-level
