@@ -8,11 +8,12 @@ docs/performance.md). ``malloc_trim(0)`` returns it (the free pages inside the h
 not only its top).
 
 A trim holds each arena's lock while it walks it (~20 ms for a 250 MB heap), and a
-thread that allocates meanwhile waits. So it runs on the loop's thread only, in a turn
-that consumed nothing (the stream is idle at that moment), only after something was
-consumed since the last trim (an idle service never trims twice), and at most every
-``interval`` seconds (``PROFILE_SYNC_HEAP_TRIM_SECONDS``; 0 turns it off). Elsewhere than
-glibc (musl, macOS) there is no ``malloc_trim`` and this does nothing.
+thread that allocates meanwhile waits; an urgent event consumed meanwhile waits too. So it
+runs on the loop's thread only, in a turn that consumed nothing (the stream is idle at
+that moment), only after a burst (``MIN_RECORDS`` consumed since the last trim: a trickle
+of urgent events frees little and is never made to wait), and at most every ``interval``
+seconds (``PROFILE_SYNC_HEAP_TRIM_SECONDS``; 0 turns it off). Elsewhere than glibc (musl,
+macOS) there is no ``malloc_trim`` and this does nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import time
 from collections.abc import Callable
 
 log = logging.getLogger("profile_sync.heap")
+
+# Records consumed since the last trim before an idle turn trims: a backlog or a busy
+# period, not a trickle (50 urgent events/s take 200 s to reach it).
+MIN_RECORDS = 10_000
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -59,7 +64,11 @@ class IdleTrim:
         if consumed:
             self._consumed_since += consumed
             return False
-        if not self._consumed_since or now - self._last < self.interval or not self.enabled:
+        if (
+            self._consumed_since < MIN_RECORDS
+            or now - self._last < self.interval
+            or not self.enabled
+        ):
             return False
         assert self._trim is not None
         started = time.perf_counter()

@@ -30,20 +30,31 @@ def test_a_busy_stream_never_waits_for_a_trim() -> None:
 def test_the_first_idle_turn_after_a_burst_trims_once() -> None:
     trims = Trims()
     heap = IdleTrim(5.0, trims)
-    heap.after_turn(5000, 0.0)
+    heap.after_turn(50_000, 0.0)
     assert heap.after_turn(0, 0.1)
     for t in range(1, 100):  # idle from then on: nothing new to give back
         assert not heap.after_turn(0, float(t))
     assert trims.calls == 1
 
 
-def test_trims_are_at_least_the_interval_apart() -> None:
+def test_a_trickle_never_waits_for_a_trim() -> None:
+    trims = Trims()
+    heap = IdleTrim(5.0, trims)
+    now = 0.0
+    while now < 60.0:  # 50 urgent events/s, every other turn idle
+        heap.after_turn(1, now)
+        heap.after_turn(0, now + 0.01)
+        now += 0.02
+    assert trims.calls == 0
+
+
+def test_trims_under_a_busy_stream_are_at_least_the_interval_apart() -> None:
     trims = Trims()
     heap = IdleTrim(5.0, trims)
     times = []
     now = 0.0
-    while now < 20.0:  # a trickle: every other turn consumes
-        heap.after_turn(1, now)
+    while now < 20.0:  # 5,000 records a turn, every other turn idle
+        heap.after_turn(5000, now)
         if heap.after_turn(0, now + 0.02):
             times.append(now + 0.02)
         now += 0.04
@@ -54,7 +65,7 @@ def test_trims_are_at_least_the_interval_apart() -> None:
 def test_an_interval_of_zero_turns_it_off() -> None:
     trims = Trims()
     heap = IdleTrim(0.0, trims)
-    heap.after_turn(5000, 0.0)
+    heap.after_turn(50_000, 0.0)
     assert not heap.after_turn(0, 100.0)
     assert trims.calls == 0
 
