@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from consumer.core.buffer import SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
+from consumer.core.buffer import NO_SOURCE, SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
 from consumer.core.carry import CarryForward, Sent
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import MAX_PROFILE_BYTES
@@ -59,7 +59,7 @@ MAX_PADDING_RATIO = 3.0
 
 # Encoded forms of short, repeated values ("gold", "true", store ids): a dict hit is
 # cheaper than re-encoding, and rows share one string object per value.
-_VALUE_CACHE_SIZE = 65_536
+_VALUE_CACHE_SIZE = 4_096
 _NAME_CACHE_SIZE = 100_000
 _VALUE_CACHE_MAX_LEN = 64
 _VALUES: dict[str, str] = {}
@@ -126,6 +126,8 @@ class Batcher:
         src = self._sources.get(update.tp)
         if src is None:
             src = self._sources[update.tp] = len(self._sources)
+            if src >= NO_SOURCE:  # never in practice: a stamp's source field is full
+                raise OverflowError(f"more than {NO_SOURCE - 1} partitions in one process")
         id_enc = update.profile_id.translate(_TABLE)
         buffer = self._buffers[update.id_type]
         outcome = self._merge(buffer, id_enc, update, src, now)
@@ -240,8 +242,10 @@ class Batcher:
                 buffer.drop_columns(len(buffer.names) - columns_before)
                 return refused
             if row is None:
-                rows[id_enc] = Row(cols, joined, tuple(stamps), guard)
+                rows[id_enc] = Row(buffer.shape(cols), joined, tuple(stamps), guard)
             else:
+                if cols is not row.cols:  # a column was added
+                    cols = buffer.shape(cols)
                 row.cols, row.vals, row.stamps = cols, joined, tuple(stamps)
             buffer.body_bytes += body
             buffer.cells = cells
