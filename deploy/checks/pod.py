@@ -18,9 +18,10 @@ GRACE_MARGIN_SECONDS = 5
 # must hold the worst case the settings allow.
 # The interpreter, libraries and librdkafka's threads.
 BASELINE_MEMORY_BYTES = 100_000_000
-# A buffered row takes ~8.2x its encoded size in Python objects (bench/bench_hotpath.py,
-# "buffer memory": 1,158 B for a 142 B row).
-BUFFER_MEMORY_FACTOR = 8.2
+# A buffered profile row takes ~6-7x its encoded size of resident memory in the running
+# service (bench/bench_memory.py: ~620-720 B for a 108 B row, freed heap given back after
+# a burst; 7.5 leaves room for noise).
+BUFFER_MEMORY_FACTOR = 7.5
 # Carry-forward (and the owner's memory) counts close to what Python holds: held/counted
 # at most 1.11 over the shapes of bench/bench_carry_memory.py; 1.25 leaves room for the
 # allocator's fragmentation.
