@@ -164,6 +164,7 @@ def build_loop(
             ),
             concurrency=settings.single_concurrency,
             queue_max=settings.single_queue_max,
+            queue_max_bytes=settings.single_queue_max_bytes,
             max_attempts=settings.single_max_attempts,
             backoff=backoff,
             metrics=metrics,

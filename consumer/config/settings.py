@@ -284,6 +284,14 @@ class Settings:
         v.int_range(1, 10_000_000),
         "Urgent events waiting for a single call; past it they keep only the bulk path.",
     )
+    single_queue_max_bytes: int = setting(
+        "16000000",
+        v.int_range(100_000, 2**34),
+        "Bytes of urgent events waiting for a single call, counted as their encoded "
+        "parameters plus a fixed cost per event and attribute; past it they keep only the "
+        "bulk path. 16 MB: the 10,000 events of the count bound at up to ~1.6 KB each, or ~260 "
+        "at the 60 KB cap; ~20 MB of memory where a count alone allowed ~640 MB.",
+    )
 
     # -- carry-forward and batch status
     carry_forward_enabled: bool = setting(

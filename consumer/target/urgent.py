@@ -8,6 +8,11 @@ skips the call and counts why. Nothing is dropped.
 
 ``offer`` runs on the consume loop's thread and decides; a small pool of worker threads
 makes the calls (sync httpx on threads: cheaper per request here than async).
+
+The queue is bounded by a count and by bytes (``queue_max_bytes``): an event's cost is
+the length of its encoded parameters, which the 60 KB check computes anyway, plus a fixed
+cost per event and per attribute (``queued_cost``). ``offer`` adds it, a worker gives it
+back when it takes the event; past either bound the event keeps only the bulk path.
 """
 
 from __future__ import annotations
@@ -33,6 +38,19 @@ log = logging.getLogger("profile_sync.single")
 
 SingleCall = Callable[[IdType, str, dict[str, str]], None]
 
+# What Python holds for a queued event beyond its encoded parameters: the queue's tuple,
+# the ProfileUpdate, its TopicPartition, the attributes dict and the profile id's string
+# header (EVENT_COST); each attribute's two string headers and its dict slot, less the
+# 10 characters ``&profile.=`` the parameters count for it (ATTRIBUTE_COST). Measured by
+# bench/bench_urgent_memory.py (tracemalloc), rounded up.
+EVENT_COST = 700
+ATTRIBUTE_COST = 120
+
+
+def queued_cost(update: ProfileUpdate, encoded_len: int) -> int:
+    """Bytes an urgent event counts against the queue's byte bound (no per-value loop)."""
+    return EVENT_COST + encoded_len + len(update.attributes) * ATTRIBUTE_COST
+
 
 class SingleOutcome(StrEnum):
     """What became of an urgent event's single call (the ``outcome`` metric label)."""
@@ -57,6 +75,7 @@ class SingleUpdater:
         *,
         concurrency: int,
         queue_max: int,
+        queue_max_bytes: int,
         max_attempts: int,
         backoff: Backoff,
         metrics: Metrics | None,
@@ -75,7 +94,10 @@ class SingleUpdater:
         self._superseded = superseded
         self._state_file = state_file
         self._clock = clock or SystemClock()
-        self._queue: queue.Queue[tuple[ProfileUpdate, int] | None] = queue.Queue(queue_max)
+        self._queue: queue.Queue[tuple[ProfileUpdate, int, int] | None] = queue.Queue(queue_max)
+        self._max_bytes = queue_max_bytes
+        self._bytes = 0  # added by offer (loop thread), given back by the workers
+        self._bytes_lock = threading.Lock()
         self._stopping = threading.Event()
         self._rng = random.Random()
         self._crashes = crashes or Crashes(metrics)
@@ -91,16 +113,24 @@ class SingleUpdater:
         """Queue a single update for an URGENT event, or say why not (the outcome label)."""
         if not single_id_allowed(update.profile_id):
             return SingleOutcome.SKIPPED_INVALID_ID
-        if len(single_query(update.id_type, update.profile_id, update.attributes)) > (
-            SINGLE_POST_MAX_BYTES - 1024
-        ):
+        encoded_len = len(single_query(update.id_type, update.profile_id, update.attributes))
+        if encoded_len > SINGLE_POST_MAX_BYTES - 1024:
             return SingleOutcome.SKIPPED_TOO_LARGE
-        if self._queue.full():
+        cost = queued_cost(update, encoded_len)
+        # Only this thread adds bytes: a bound checked here cannot be overrun meanwhile.
+        if self._queue.full() or self._bytes + cost > self._max_bytes:
             return SingleOutcome.SKIPPED_QUEUE_FULL
         if not self.budget.try_spend(now):
             return SingleOutcome.SKIPPED_QUOTA
-        self._queue.put_nowait((update, batch_id))
+        with self._bytes_lock:
+            self._bytes += cost
+        self._queue.put_nowait((update, batch_id, cost))
         return SingleOutcome.QUEUED
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the events waiting in the queue, as counted against its byte bound."""
+        return self._bytes
 
     def save_state(self) -> None:
         """Persist the budget's spend (atomic rename) so a restart cannot overrun it."""
@@ -136,6 +166,15 @@ class SingleUpdater:
         deadline = self._clock.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - self._clock.monotonic()))
+        # What no worker took is left to the bulk path; count it and give its bytes back.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._taken(item[2])
+                self._count(SingleOutcome.SKIPPED_SHUTDOWN)
         self.save_state()
 
     # -- workers
@@ -144,12 +183,17 @@ class SingleUpdater:
         if self._metrics is not None:
             self._metrics.single_updates.labels(outcome).inc()
 
+    def _taken(self, cost: int) -> None:
+        with self._bytes_lock:
+            self._bytes -= cost
+
     def _work(self) -> None:
         while not self._stopping.is_set():
             item = self._queue.get()
             if item is None:
                 return
-            update, batch_id = item
+            update, batch_id, cost = item
+            self._taken(cost)
             try:
                 self._send(update, batch_id)
             except Exception as exc:  # the bulk path still carries the event

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from consumer.target.api import SINGLE_POST_MAX_BYTES
 from deploy.checks import Problems
 from deploy.checks.yamldoc import find, get, name_of, selects
 
@@ -30,9 +31,14 @@ CARRY_FORWARD_MEMORY_FACTOR = 1.25
 # consumer/config/kafka.py sets it (the DLQ producer; the repartition producer).
 LIBRDKAFKA_QUEUE_KBYTES_DEFAULT = 65_536
 PRODUCER_QUEUE_KBYTES_DEFAULT = 32_768
-# An urgent event waiting for its single call (a ProfileUpdate of a few attributes): the
-# queue is bounded by a count, PROFILE_SYNC_SINGLE_QUEUE_MAX.
-URGENT_EVENT_BYTES = 2_000
+# Urgent events waiting for their single call: the queue counts each event's encoded
+# parameters plus a fixed cost per event and attribute against
+# PROFILE_SYNC_SINGLE_QUEUE_MAX_BYTES; Python held at most 1.00x what it counted over the
+# shapes of bench/bench_urgent_memory.py (0.61-1.00); 1.25 leaves room for fragmentation.
+URGENT_QUEUE_MEMORY_FACTOR = 1.25
+# Each single-update worker also holds the event it is sending and its encoded request,
+# taken off the queue's count: at most twice Target's 60 KB of parameters.
+URGENT_IN_FLIGHT_BYTES = 2 * SINGLE_POST_MAX_BYTES
 
 
 def consumer_container(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -92,7 +98,10 @@ def memory_terms(settings: Any) -> dict[str, float]:
         "fetch_queues": queue_kb * 1024 * (2 if repartition else 1),
         "producer_queues": producer_kb * 1024 * (2 if repartition else 1),
         "urgent_queue": (
-            settings.single_queue_max * URGENT_EVENT_BYTES if settings.single_enabled else 0
+            settings.single_queue_max_bytes * URGENT_QUEUE_MEMORY_FACTOR
+            + settings.single_concurrency * URGENT_IN_FLIGHT_BYTES
+            if settings.single_enabled
+            else 0
         ),
     }
 
@@ -177,7 +186,8 @@ def check_runtime(
         problems.add(
             dat,
             f"memory limit {limit / 2**20:,.0f}Mi is below the {need / 2**20:,.0f}Mi the "
-            "settings allow (buffer, carry-forward, retained batches, Kafka queues); "
+            "settings allow (buffer, carry-forward, retained batches, Kafka queues, "
+            "urgent queue); "
             "raise it or lower those settings (docs/deploy.md, Sizing)",
         )
     if "replicas" in dep["spec"] and find(docs, "ScaledObject"):

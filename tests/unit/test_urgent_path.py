@@ -84,6 +84,7 @@ def _updater(call: _Calls, limit: int = 100, attempts: int = 3) -> SingleUpdater
         RollingBudget(limit),
         concurrency=1,
         queue_max=10,
+        queue_max_bytes=1_000_000,
         max_attempts=attempts,
         backoff=Backoff(0.001, 0.002),
         metrics=None,
