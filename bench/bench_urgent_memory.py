@@ -38,8 +38,7 @@ def _events(n: int, attrs: int, length: int, fill: str) -> list[ProfileUpdate]:
     for p in range(n):
         tp = TopicPartition(f"pos.profile-changes{p % 1}", p % 24)
         values = {
-            f"attr{a}{p % 1}": f"{p:08d}{a:04d}".ljust(length, fill)[:length]
-            for a in range(attrs)
+            f"attr{a}{p % 1}": f"{p:08d}{a:04d}".ljust(length, fill)[:length] for a in range(attrs)
         }
         out.append(
             ProfileUpdate(IdType.THIRD_PARTY_ID, f"crm-{p:08d}", values, Priority.URGENT, 1, tp, p)
@@ -77,8 +76,10 @@ def measure(what: str, n: int, attrs: int, length: int) -> float:
     gate.set()
     updater.close()
     ratio = held / counted
-    print(f"{what:40} {n:>6} events  held {held / 1e6:7.2f} MB  "
-          f"counted {counted / 1e6:7.2f} MB  ratio {ratio:.2f}")
+    print(
+        f"{what:40} {n:>6} events  held {held / 1e6:7.2f} MB  "
+        f"counted {counted / 1e6:7.2f} MB  ratio {ratio:.2f}"
+    )
     return ratio
 
 

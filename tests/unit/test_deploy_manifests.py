@@ -293,6 +293,10 @@ BROKEN: dict[str, tuple[Callable[[list[dict[str, Any]]], None], str]] = {
         _set_env("PROFILE_SYNC_CARRY_FORWARD_MAX_BYTES", "600000000"),
         "memory limit 1,536Mi is below",
     ),
+    "urgent queue larger than the memory limit": (
+        _set_env("PROFILE_SYNC_SINGLE_QUEUE_MAX_BYTES", "600000000"),
+        "memory limit 1,536Mi is below",
+    ),
 }
 
 

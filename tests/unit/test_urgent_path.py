@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import random
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from consumer.backoff import Backoff
 from consumer.core.model import IdType, Priority, ProfileUpdate, TopicPartition
 from consumer.core.uploads import CutBatches
 from consumer.errors import PermanentError, RetryableError
+from consumer.metrics import Metrics
 from consumer.target.api import (
     check_status,
     parse_batch_status,
@@ -20,6 +24,7 @@ from consumer.target.api import (
 )
 from consumer.target.quota import BUCKET_SECONDS, WINDOW_SECONDS, RollingBudget
 from consumer.target.urgent import SingleUpdater
+from tests.utils import FakeClock
 
 DAY = WINDOW_SECONDS
 
@@ -182,3 +187,101 @@ def test_backoff_is_capped_jittered_and_honours_retry_after() -> None:
     assert max(delays[:1]) <= 0.5  # first retry within the initial delay
     assert len(set(delays)) > 30  # jittered, not in step
     assert all(backoff.delay(a, 12.0, rng) >= 12.0 for a in range(1, 10))
+
+
+class _Gated(_Calls):
+    """A single call that waits for ``gate`` (the worker stays busy meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def __call__(self, id_type: IdType, pid: str, attrs: dict[str, str]) -> None:
+        self.entered.release()
+        assert self.gate.wait(5)
+        super().__call__(id_type, pid, attrs)
+
+
+def _wide(pid: str) -> ProfileUpdate:
+    # ~40 KB of parameters: under the 60 KB cap, two of them pass a 100 KB bound, three not.
+    return _update(pid, **{f"a{i}": f"{pid}-{i}".ljust(1_000, "v") for i in range(40)})
+
+
+def _bounded(
+    call: _Calls, metrics: Metrics | None = None, clock: FakeClock | None = None
+) -> SingleUpdater:
+    return SingleUpdater(
+        call,
+        RollingBudget(100),
+        concurrency=1,
+        queue_max=10,
+        queue_max_bytes=100_000,
+        max_attempts=1,
+        backoff=Backoff(0.001, 0.002),
+        metrics=metrics,
+        superseded=CutBatches(),
+        clock=clock,
+    )
+
+
+class _OpensOnClose(FakeClock):
+    """``close`` reads the clock once it has told the workers to stop: open the gate then."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def monotonic(self) -> float:
+        self.gate.set()
+        return super().monotonic()
+
+
+def _wait(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_wide_urgent_events_past_the_byte_bound_keep_the_bulk_path() -> None:
+    call = _Gated()
+    updater = _bounded(call)
+    try:
+        assert updater.offer(_wide("crm-0"), 1, 0.0) == "queued"
+        assert call.entered.acquire(timeout=5)  # the worker took it and is busy
+        # Far under the count bound of 10, but a third 40 KB event is past 100 KB.
+        outcomes = [updater.offer(_wide(f"crm-{i}"), 1, 0.0) for i in (1, 2, 3)]
+        assert outcomes == ["queued", "queued", "skipped_queue_full"]
+        # A small one still fits beside the two wide ones.
+        assert updater.offer(_update("crm-4"), 1, 0.0) == "queued"
+        # The bytes come back as the worker takes the events: a wide one fits again.
+        call.gate.set()
+        _wait(lambda: len(call.calls) == 4, "the four queued events sent")
+        assert updater.queued_bytes == 0
+        assert updater.offer(_wide("crm-5"), 1, 0.0) == "queued"
+        _wait(lambda: len(call.calls) == 5, "the later wide event sent")
+        assert [pid for _, pid, _ in call.calls] == ["crm-0", "crm-1", "crm-2", "crm-4", "crm-5"]
+    finally:
+        call.gate.set()
+        updater.close()
+
+
+def test_shutdown_drains_the_queue_and_gives_its_bytes_back() -> None:
+    registry = CollectorRegistry()
+    call = _Gated()
+    updater = _bounded(call, Metrics(registry), _OpensOnClose(call.gate))
+    assert updater.offer(_wide("crm-0"), 1, 0.0) == "queued"
+    assert call.entered.acquire(timeout=5)
+    assert updater.offer(_wide("crm-1"), 1, 0.0) == "queued"
+    assert updater.offer(_update("crm-2"), 1, 0.0) == "queued"
+    # The call in flight finishes after the stop: nothing still waiting is sent.
+    updater.close()
+
+    def count(outcome: str) -> float:
+        value = registry.get_sample_value("profile_sync_single_updates_total", {"outcome": outcome})
+        return value or 0.0
+
+    assert [pid for _, pid, _ in call.calls] == ["crm-0"]
+    assert (count("sent"), count("skipped_shutdown")) == (1, 2)
+    assert updater.queued_bytes == 0
