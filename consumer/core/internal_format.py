@@ -49,6 +49,10 @@ _TOPICS: dict[bytes, TopicPartition] = {}  # decoder: topic string + partition v
 _NAME_BYTES: dict[str, bytes] = {}  # encoder: name -> length varint + UTF-8
 _TP_BYTES: dict[TopicPartition, bytes] = {}  # encoder: topic string + partition varint
 _HIGH: dict[int, bytes] = {}  # encoder: varint of ``n >> 14`` for n >= 2**14
+# decoder: a stamp varint's bytes after its first two (complete varints only) -> z >> 14,
+# and how many such bytes the last stamp had (the width tried first)
+_STAMPS: dict[bytes, int] = {}
+_stamp_width = [4]
 
 _SMALL = [bytes((i,)) for i in range(0x80)]
 # The low 14 bits of a varint of at least three bytes: two bytes, both continued.
@@ -163,7 +167,14 @@ def _read_v1(buf: bytes) -> ProfileUpdate:
     what the lengths claim) then ends beyond ``len(buf)``, which the last check reports.
     """
     flags = buf[1]
-    z, pos = _uvarint(buf, 2)
+    b2 = buf[2]
+    b3 = buf[3]
+    z_high = _STAMPS.get(buf[4 : 4 + _stamp_width[0]]) if b2 & b3 & 0x80 else None
+    if z_high is not None:  # the stamp's bits above the lowest 14 are those of a recent record
+        z = (b2 & 0x7F) | (b3 & 0x7F) << 7 | z_high << 14
+        pos = 4 + _stamp_width[0]
+    else:
+        z, pos = _stamp(buf)
     start = pos
     n = buf[pos]
     if n < 0x80:
@@ -184,15 +195,28 @@ def _read_v1(buf: bytes) -> ProfileUpdate:
         pos += 1
     else:
         offset, pos = _uvarint(buf, pos)
-    strings = []
-    for _ in range(3):  # profile id, source label, event id
-        n = buf[pos]
-        if n < 0x80:
-            pos += 1
-        else:
-            n, pos = _uvarint(buf, pos)
-        strings.append(buf[pos : pos + n].decode())
-        pos += n
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = _uvarint(buf, pos)
+    profile_id = buf[pos : pos + n].decode()
+    pos += n
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = _uvarint(buf, pos)
+    source_raw = buf[pos : pos + n]
+    source = _NAMES.get(source_raw) or _name(source_raw)
+    pos += n
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = _uvarint(buf, pos)
+    event_id = buf[pos : pos + n].decode()
+    pos += n
     count = buf[pos]
     if count < 0x80:
         pos += 1
@@ -224,15 +248,26 @@ def _read_v1(buf: bytes) -> ProfileUpdate:
         raise ValueError("bytes left over after the last attribute")
     return ProfileUpdate(
         IdType.PC_ID if flags & _PCID else IdType.THIRD_PARTY_ID,
-        strings[0],
+        profile_id,
         attributes,
         Priority.URGENT if flags & _URGENT else Priority.NORMAL,
         (z >> 1) ^ -(z & 1),
         tp,
         offset,
-        strings[1],
-        strings[2],
+        source,
+        event_id,
     )
+
+
+def _stamp(buf: bytes) -> tuple[int, int]:
+    """The zigzagged stamp at 2 and the position after it; remembers its high bits."""
+    z, pos = _uvarint(buf, 2)
+    if pos > 4:  # three bytes or more: bytes 4.. are the varint of z >> 14
+        if len(_STAMPS) >= _CACHE_MAX:
+            _STAMPS.clear()
+        _STAMPS[buf[4:pos]] = z >> 14
+        _stamp_width[0] = pos - 4
+    return z, pos
 
 
 def _topic_partition(buf: bytes, start: int, tp_raw: bytes) -> TopicPartition:
