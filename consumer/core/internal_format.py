@@ -42,8 +42,10 @@ _PCID = 1
 
 # Bounded caches of what repeats across records (attribute names, source topics and
 # partitions, source labels, the high bits of stamps and offsets). Each is cleared, not
-# evicted, when full: a rebuild costs one ordinary encode or decode per entry.
+# evicted, when full: a rebuild costs one ordinary encode or decode per entry. The high
+# bits of stamps move every ~8 s, an offset's every 16,384 records: _NUMBERS_MAX is hours.
 _CACHE_MAX = 100_000
+_NUMBERS_MAX = 4_096
 _NAMES: dict[bytes, str] = {}  # decoder: name bytes -> one shared str per name
 _TOPICS: dict[bytes, TopicPartition] = {}  # decoder: topic string + partition varint
 _NAME_BYTES: dict[str, bytes] = {}  # encoder: name -> length varint + UTF-8
@@ -90,7 +92,7 @@ def _varint(n: int) -> bytes:
         return bytes(((n & 0x7F) | 0x80, n >> 7))
     high = _HIGH.get(n >> 14)
     if high is None:
-        if len(_HIGH) >= _CACHE_MAX:
+        if len(_HIGH) >= _NUMBERS_MAX:
             _HIGH.clear()
         high = _HIGH[n >> 14] = _varint_slow(n >> 14)
     return _LOW14[n & 0x3FFF] + high
@@ -263,7 +265,7 @@ def _stamp(buf: bytes) -> tuple[int, int]:
     """The zigzagged stamp at 2 and the position after it; remembers its high bits."""
     z, pos = _uvarint(buf, 2)
     if pos > 4:  # three bytes or more: bytes 4.. are the varint of z >> 14
-        if len(_STAMPS) >= _CACHE_MAX:
+        if len(_STAMPS) >= _NUMBERS_MAX:
             _STAMPS.clear()
         _STAMPS[buf[4:pos]] = z >> 14
         _stamp_width[0] = pos - 4

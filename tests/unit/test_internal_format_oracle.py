@@ -44,7 +44,7 @@ _updates = st.builds(
 )
 
 
-_CACHES = ("_NAMES", "_TOPICS", "_NAME_BYTES", "_TP_BYTES", "_HIGH")
+_CACHES = ("_NAMES", "_TOPICS", "_NAME_BYTES", "_TP_BYTES", "_HIGH", "_STAMPS")
 
 
 def _read(module: object, value: bytes) -> ProfileUpdate | str:
@@ -93,6 +93,7 @@ def test_full_caches_are_emptied_without_changing_a_byte(
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(internal_format, "_CACHE_MAX", 2)
+        patch.setattr(internal_format, "_NUMBERS_MAX", 2)
         for cache in _CACHES:
             patch.setattr(internal_format, cache, {})
         for update in updates + updates:
