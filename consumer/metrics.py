@@ -100,7 +100,7 @@ class Metrics:
         )
         self.batches_flushed = counter(
             "batches_flushed_total",
-            "Batches cut, by id type and trigger (rows, bytes, linger, revoke, shutdown).",
+            "Batches cut, by id type and trigger (rows, bytes, linger, width, revoke, shutdown).",
             ("id_type", "trigger"),
         )
         self.batch_rows = histogram(

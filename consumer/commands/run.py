@@ -34,6 +34,7 @@ from consumer.core.seams import Source
 from consumer.core.uploads import CutBatches
 from consumer.errors import ConfigError, FatalError
 from consumer.health import Health, HealthServer
+from consumer.heap import IdleTrim
 from consumer.interpreter import Collector
 from consumer.kafka.dlq import DeadLetterQueue
 from consumer.kafka.members import GroupMembers, admin_config
@@ -319,6 +320,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     members = _follow_group_size(settings, loop)
     _install_signals(loop, clock)
     idle_since = clock.monotonic()
+    heap = IdleTrim(settings.heap_trim_seconds)  # freed heap back after a burst: consumer/heap.py
     collector = Collector(idle_since)  # GC and GIL policy (consumer/interpreter.py)
     collector.start()
     code = 0
@@ -328,6 +330,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
             health.beat()
             collector.collect_when_due(clock.monotonic())
             health.set_assigned(len(loop.source.assigned))
+            heap.after_turn(consumed, clock.monotonic())
             if consumed:
                 idle_since = clock.monotonic()
             elif (

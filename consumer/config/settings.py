@@ -365,6 +365,12 @@ class Settings:
         v.float_range(1, 3600),
         "/livez fails when the loop has not turned for this long.",
     )
+    heap_trim_seconds: float = setting(
+        "5",
+        v.float_range(0, 3600),
+        "Give freed heap back to the system at most this often, in an idle turn after "
+        "consuming (glibc malloc_trim; 0: never). docs/performance.md.",
+    )
     metrics_enabled: bool = setting(
         "true",
         v.boolean,

@@ -13,6 +13,12 @@ The encoded file size is tracked incrementally:
 
 A cut happens *before* an event would make a file reach ``max_bytes`` or exceed
 ``max_rows``; an idle buffer is cut when its oldest event is ``linger`` seconds old.
+
+A cut (trigger ``width``) also happens before a new row or column would make the file's
+empty cells (``rows * columns - cells``, a comma each) exceed ``max_padding_ratio`` times
+the rest of the file, so no file is more than ``1 + max_padding_ratio`` times its data
+however wide one event is; a profile in both files is carried forward as after any cut.
+
 Pure logic: plain values and a monotonic time passed in, no I/O.
 """
 
@@ -21,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from consumer.core.buffer import SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
+from consumer.core.buffer import NO_SOURCE, SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
 from consumer.core.carry import CarryForward, Sent
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import MAX_PROFILE_BYTES
@@ -46,10 +52,14 @@ _BYTES = "bytes"
 _ROWS = "rows"
 _TOO_LARGE = "too_large"
 _STALE = "stale"
+_WIDTH = "width"
+
+# Empty cells a file may hold per byte of data (docs/performance.md, "Wide events").
+MAX_PADDING_RATIO = 3.0
 
 # Encoded forms of short, repeated values ("gold", "true", store ids): a dict hit is
 # cheaper than re-encoding, and rows share one string object per value.
-_VALUE_CACHE_SIZE = 65_536
+_VALUE_CACHE_SIZE = 4_096
 _NAME_CACHE_SIZE = 100_000
 _VALUE_CACHE_MAX_LEN = 64
 _VALUES: dict[str, str] = {}
@@ -60,6 +70,7 @@ class BatchLimits:
     max_rows: int
     max_bytes: int
     linger_seconds: float
+    max_padding_ratio: float = MAX_PADDING_RATIO
 
 
 class Batcher:
@@ -115,10 +126,12 @@ class Batcher:
         src = self._sources.get(update.tp)
         if src is None:
             src = self._sources[update.tp] = len(self._sources)
+            if src >= NO_SOURCE:  # never in practice: a stamp's source field is full
+                raise OverflowError(f"more than {NO_SOURCE - 1} partitions in one process")
         id_enc = update.profile_id.translate(_TABLE)
         buffer = self._buffers[update.id_type]
         outcome = self._merge(buffer, id_enc, update, src, now)
-        if outcome is _BYTES or outcome is _ROWS:
+        if outcome is _BYTES or outcome is _ROWS or outcome is _WIDTH:
             self._cut(buffer, outcome)
             buffer = self._buffers[update.id_type]
             outcome = self._merge(buffer, id_enc, update, src, now)
@@ -162,9 +175,11 @@ class Batcher:
                 return _ROWS
             cols, joined, stamps_t, guard = self._start_row(buffer, id_enc)
             old_body = -len(id_enc) - 1  # a new row adds its id and newline
+            old_cells = 0
         else:
             cols, joined, stamps_t, guard = row.cols, row.vals, row.stamps, row.guard
             old_body = len(joined) - len(cols)
+            old_cells = len(cols)
         vals = joined.split(",")  # vals[0] is "": value i is vals[i + 1]
         stamps = list(stamps_t)
         slots = buffer.slots
@@ -213,14 +228,27 @@ class Batcher:
             )
             count = len(rows) + (row is None)
             size = buffer.header_bytes + buffer.body_bytes + body + count * len(buffer.names)
-            if too_large or (size >= self.limits.max_bytes and count > 1):
+            cells = buffer.cells + len(cols) - old_cells
+            refused = _TOO_LARGE if too_large else None
+            if refused is None and count > 1:
+                if size >= self.limits.max_bytes:
+                    refused = _BYTES
+                elif row is None or len(buffer.names) > columns_before:
+                    # Padding grows only with a new row or column; the rest is data.
+                    padding = count * len(buffer.names) - cells
+                    if padding > self.limits.max_padding_ratio * (size - padding):
+                        refused = _WIDTH
+            if refused is not None:
                 buffer.drop_columns(len(buffer.names) - columns_before)
-                return _TOO_LARGE if too_large else _BYTES
+                return refused
             if row is None:
-                rows[id_enc] = Row(cols, joined, tuple(stamps), guard)
+                rows[id_enc] = Row(buffer.shape(cols), joined, tuple(stamps), guard)
             else:
+                if cols is not row.cols:  # a column was added
+                    cols = buffer.shape(cols)
                 row.cols, row.vals, row.stamps = cols, joined, tuple(stamps)
             buffer.body_bytes += body
+            buffer.cells = cells
         if buffer.event_count == 0:
             buffer.started_at = now
             buffer.oldest_occurred_at = buffer.newest_occurred_at = occurred_at

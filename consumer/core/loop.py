@@ -39,6 +39,7 @@ from consumer.core.model import IdType
 from consumer.core.outcomes import Outcomes
 from consumer.core.seams import BatchFollower, Rereader, Source, Uploads
 from consumer.core.settling import DeadLetterSinkFactory, Settling
+from consumer.core.stuck_letters import decoder
 from consumer.core.summary import Summary
 from consumer.core.uploads import CutBatches, UploadQueue
 from consumer.mapping import RecordMapper
@@ -90,6 +91,8 @@ class Loop:
         self.budget = budget  # the tenant's bulk-API calls (consumer/core/budget.py)
         self.summary = Summary(clock)
         self.settling = Settling(dead_letter_sink)
+        # Poison letters keep the record's headers (KafkaSource, OwnedSource; not the fakes).
+        self.settling.headers_of = getattr(source, "headers_of", None)
         self.uploads = UploadQueue(uploads, settings.max_in_flight_batches, cut)
         self.intake = Intake(
             mapper=mapper,
@@ -133,6 +136,7 @@ class Loop:
             summary=self.summary,
             rereader=rereader,
             audit=self.audit,
+            decode=decoder(mapper, lambda: self.intake.owned_topic),
         )
         self.stopping = False
         # When the stop was asked for (monotonic); shutdown's budget counts from there.

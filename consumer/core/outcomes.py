@@ -12,7 +12,6 @@ once it completed, failed or was cancelled. Runs on the loop's thread.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from typing import Any
 
@@ -23,6 +22,13 @@ from consumer.core.ledger import UnitKind, unit_kind
 from consumer.core.model import BatchFile, DeadLetter
 from consumer.core.seams import BatchFollower, Rereader
 from consumer.core.settling import Settling
+from consumer.core.stuck_letters import (
+    BatchSources,
+    Decode,
+    row_letters,
+    source_records,
+    stuck_letters,
+)
 from consumer.core.summary import Summary
 from consumer.core.uploads import UploadQueue
 from consumer.errors import FatalError
@@ -47,11 +53,13 @@ class Outcomes:
         summary: Summary,
         rereader: Rereader | None = None,
         audit: Auditing | None = None,
+        decode: Decode | None = None,
     ) -> None:
         """``rereader`` reads a rejected batch's source records again, so that they are
         dead-lettered as published (None: its rows are dead-lettered as JSON). ``audit``:
         told when a batch completed (its rows are read back later) or will never
-        complete."""
+        complete. ``decode``: what a source record became, to dead-letter a stuck batch's
+        records (consumer/core/stuck_letters.py; None: its rows as JSON)."""
         self.settings = settings
         self.settling = settling
         self.uploads = uploads
@@ -62,11 +70,15 @@ class Outcomes:
         self.audit = audit
         self._resubmits: dict[int, int] = {}
         self.rereader = rereader
+        self.decode = decode
+        # Source offsets of accepted batches until they complete: a stuck one's records.
+        self.sources = BatchSources()
 
     def release(self, batch_id: int) -> None:
         """Stop carrying ``batch_id``'s rows forward."""
         if self.carry is not None:
             self.carry.release(batch_id)
+        self.sources.pop(batch_id)
         if self.audit is not None:
             self.audit.on_batch_gone(batch_id)
 
@@ -94,6 +106,8 @@ class Outcomes:
         if result.outcome is BulkOutcome.ACCEPTED:
             assert result.accepted is not None
             if not result.resubmission:
+                if self.tracker is not None and self.rereader is not None:
+                    self.sources.keep(bid, self.settling.ledger.unit_offsets(bid))
                 self.settling.batch_accepted(bid)
                 self.summary.batches_accepted += 1
                 self.summary.rows_accepted += batch.row_count
@@ -137,6 +151,8 @@ class Outcomes:
             return False
         ranges = self.settling.ledger.unit_offsets(unit)
         events = self.rereader.read(ranges) if ranges else None
+        if events and self.decode is not None:  # repartition records -> their source records
+            events = source_records(events, self.decode, self.rereader.read)
         if not events:
             return False
         letters = [
@@ -164,23 +180,8 @@ class Outcomes:
         """One dead letter per profile row of ``batch``; ``unit`` (None: a new one) settles
         when all landed."""
         id_type, rows = decode_batch(batch.body)
-        letters = []
-        for profile_id, attributes in rows:
-            value = json.dumps(
-                {"id_type": id_type.value, "id": profile_id, "attributes": attributes},
-                ensure_ascii=False,
-            ).encode("utf-8")
-            letters.append(
-                DeadLetter(
-                    key=profile_id.encode("utf-8"),
-                    value=value,
-                    reason=reason,
-                    stage="target",
-                    error_class="PermanentError" if reason == "batch_rejected" else "BatchStuck",
-                    message=error,
-                    extra_headers=(("batch.id", str(batch.batch_id)),),
-                )
-            )
+        extra = (("batch.id", str(batch.batch_id)),)
+        letters = row_letters(id_type, rows, reason, error, extra)
         self.summary.dead_letters += len(letters)
         self.settling.dead_letter_rows(letters, unit)
 
@@ -236,6 +237,7 @@ class Outcomes:
             self.uploads.add_resubmission(batch)
             return
         self._resubmits.pop(outcome.batch_id, None)
+        ranges = self.sources.pop(outcome.batch_id)
         self.release(outcome.batch_id)
         # Given up: dead-lettered below, or lost if its bytes were not kept (logged).
         self.settling.completion.completed(outcome.batch_id)
@@ -246,7 +248,20 @@ class Outcomes:
             )
             return
         log.error("batch stuck after resubmissions, rows to the DLQ", extra={"fields": fields})
-        self._dead_letter_rows(batch, "batch_stuck", f"batch status {outcome.outcome}", unit=None)
+        error = f"batch status {outcome.outcome}"
+        if self.rereader is None or self.decode is None:
+            self._dead_letter_rows(batch, "batch_stuck", error, unit=None)
+            return
+        events, why = None, "its source offsets are not known (dropped for the bound, or none)"
+        if ranges:
+            events = self.rereader.read(ranges)
+            why = "its source records could not be read back (retention, or the re-read timed out)"
+        letters = stuck_letters(batch, events, self.decode, error, why, self.rereader.read)
+        if events is None:
+            fields["why"] = why
+            log.warning("stuck batch dead-lettered as rows", extra={"fields": fields})
+        self.summary.dead_letters += len(letters)
+        self.settling.dead_letter_rows(letters, None)
 
     def _still_owned(self, batch: BatchFile) -> BatchFile | None:
         """``batch`` without the rows a later batch has sent again, None if nothing is left.

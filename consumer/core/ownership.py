@@ -81,6 +81,11 @@ class OwnedSource:
     def assigned(self, tps: set[TopicPartition]) -> None:
         self.inner.assigned = tps
 
+    def headers_of(self, tp: TopicPartition, offset: int) -> tuple[tuple[str, bytes | None], ...]:
+        """A consumed source record's headers, for its dead letter (consumer/kafka/source.py)."""
+        find = getattr(self.inner, "headers_of", None)
+        return find(tp, offset) if find is not None else ()
+
     def _assigned(self, tps: set[TopicPartition]) -> None:
         owned = {tp.partition for tp in tps if tp.topic == self.topic}
         if owned:

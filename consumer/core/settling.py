@@ -10,6 +10,7 @@ the batch) or a dead-letter sink's confirmation that every letter of a unit land
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from consumer.core.completion import Completion
 from consumer.core.ledger import DeadLetterUnits, Ledger
@@ -17,6 +18,7 @@ from consumer.core.model import DeadLetter, TopicPartition
 from consumer.core.seams import DeadLetterSink, Source
 
 DeadLetterSinkFactory = Callable[[Callable[[int], None]], DeadLetterSink]
+HeadersOf = Callable[[TopicPartition, int], tuple[tuple[str, bytes | None], ...]]
 
 
 class Settling:
@@ -31,6 +33,9 @@ class Settling:
         self.abandoned: set[int] = set()
         # Up to where each partition is known complete in Target (guarantee 13).
         self.completion = Completion()
+        # A consumed record's headers by (partition, offset), from the source: records
+        # carry none, so a poison record's letter gets them here (None: no headers).
+        self.headers_of: HeadersOf | None = None
 
     def new_unit(self) -> int:
         """A unit settled later by ``on_settled`` of the sink (a repartition write,
@@ -50,9 +55,14 @@ class Settling:
 
     def dead_letter_record(self, letter: DeadLetter) -> None:
         """A poison record: its offset settles once its dead letter landed."""
-        assert letter.tp is not None and letter.offset is not None
+        tp, offset = letter.tp, letter.offset
+        assert tp is not None and offset is not None
+        if self.headers_of is not None and not letter.original_headers:
+            headers = self.headers_of(tp, offset)
+            if headers:  # replayed as published (guarantee 8)
+                letter = replace(letter, original_headers=headers)
         unit = self._units.new()
-        self.ledger.track(letter.tp, letter.offset, unit)
+        self.ledger.track(tp, offset, unit)
         self.dead_letters.send(letter, unit)
 
     def dead_letter_rows(self, letters: list[DeadLetter], unit: int | None = None) -> None:

@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from consumer.config import librdkafka_problem
@@ -71,6 +71,9 @@ class KafkaSource:
         strategy = str(config.get("partition.assignment.strategy", ""))
         self._cooperative = "cooperative" in strategy
         self._fatal: str | None = None
+        # The last consumed messages, for ``headers_of`` (Records carry no headers).
+        self._messages: list[Message] = []
+        self._by_offset: dict[tuple[str, int, int], Message] | None = None
         self._consumer.subscribe(
             list(topics), on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost
         )
@@ -218,6 +221,7 @@ class KafkaSource:
                 messages += self._consumer.consume(max_records - 1, 0)
         except KafkaException as exc:
             raise FatalError(f"kafka consume failed: {exc.args[0].str()}") from exc
+        self._messages, self._by_offset = messages, None
         # The hot path (~40k records/s): tuple.__new__ skips the NamedTuple's Python-level
         # __new__. Topic, partition and offset are None only on error events, left out here.
         new = tuple.__new__
@@ -240,6 +244,24 @@ class KafkaSource:
                 if err is not None:
                     self._handle_error(err)
         return records
+
+    def headers_of(self, tp: TopicPartition, offset: int) -> tuple[tuple[str, bytes | None], ...]:
+        """The headers of a record of the last ``consume`` call, () if it has none or is
+        not among them. For the rare poison path: a ``Record`` carries no headers, so the
+        hot path builds no header objects (msg.headers() copies them every call)."""
+        index = self._by_offset
+        if index is None:
+            index = self._by_offset = {
+                (m.topic() or "", m.partition() or 0, m.offset() or 0): m
+                for m in self._messages
+                if m.error() is None
+            }
+        msg = index.get((tp.topic, tp.partition, offset))
+        raw = msg.headers() if msg is not None else None
+        return tuple(
+            (k, v if isinstance(v, bytes) or v is None else str(v).encode())
+            for k, v in (raw if isinstance(raw, list) else [])
+        )
 
     def _handle_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:

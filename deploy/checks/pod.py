@@ -13,12 +13,13 @@ CONSUMER_CONTAINER = "profile-sync"
 # The shutdown needs this much less than the pod's grace period: SIGKILL comes at the end
 # of the grace period, and the process still has to exit after its own timeout.
 GRACE_MARGIN_SECONDS = 5
-# Memory model of one replica, from bench/bench_hotpath.py (docs/deploy.md, "Sizing"):
-# a buffered profile row takes ~8.2x its encoded size in Python objects (1,158 B for a
-# 142 B row), a carry-forward profile ~1.6 KB; the interpreter, libraries and librdkafka's
+# Memory model of one replica (docs/deploy.md, "Sizing"): a buffered profile row takes
+# ~6-7x its encoded size of resident memory in the running service (bench/bench_memory.py:
+# ~620-720 B for a 108 B row, freed heap given back after a burst; 7.5 leaves room for
+# noise), a carry-forward profile ~1.6 KB; the interpreter, libraries and librdkafka's
 # threads ~100 MB. The pod's memory limit must hold the worst case the settings allow.
 BASELINE_MEMORY_BYTES = 100_000_000
-BUFFER_MEMORY_FACTOR = 8.2
+BUFFER_MEMORY_FACTOR = 7.5
 CARRY_FORWARD_BYTES_PER_PROFILE = 1_600
 LIBRDKAFKA_QUEUE_KBYTES_DEFAULT = 65_536
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.core.buffer import NO_SOURCE, Row, stamp
+from consumer.core.buffer import NO_SOURCE, SOURCE_MASK, Row, stamp, stamp_time
 from consumer.core.carry import CarryForward
 from consumer.core.model import IdType
 
@@ -47,14 +47,18 @@ def seeded(carry: CarryForward, id_type: IdType, pid: str) -> dict[str, Cell] | 
     names, row = seed
     values = row.vals.split(",")[1:]
     return {
-        names[ord(c)]: (v, s >> 24, s & 0xFFFFFF)
+        names[ord(c)]: (v, stamp_time(s), s & SOURCE_MASK)
         for c, v, s in zip(row.cols, values, row.stamps, strict=True)
     }
 
 
 def guarded(carry: CarryForward, id_type: IdType, pid: str) -> dict[str, tuple[int, int]] | None:
     guard = carry.guard(id_type, pid)
-    return None if guard is None else {n: (s >> 24, s & 0xFFFFFF) for n, (_, s) in guard.items()}
+    return (
+        None
+        if guard is None
+        else {n: (stamp_time(s), s & SOURCE_MASK) for n, (_, s) in guard.items()}
+    )
 
 
 def test_nothing_is_carried_for_a_profile_never_sent() -> None:
