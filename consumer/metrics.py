@@ -202,6 +202,10 @@ class Metrics:
         self.carry_forward_evictions = counter(
             "carry_forward_evictions_total", "Profiles forgotten because the memory bound was hit."
         )
+        self.carry_forward_bytes = gauge(
+            "carry_forward_bytes",
+            "Memory carry-forward counts against PROFILE_SYNC_CARRY_FORWARD_MAX_BYTES.",
+        )
         self.batch_status = counter(
             "batch_status_total",
             "Final batch-status outcomes: complete, stuck, timeout (max age), unknown (expired).",

@@ -138,7 +138,12 @@ class Owner:
             changelog,
             linger_ms=settings.librdkafka().get("linger.ms", FORWARD_LINGER_MS),
         )
-        self.carry = LoggedCarry(settings.carry_forward_max_profiles, self.producer.log)
+        self.carry = LoggedCarry(
+            settings.carry_forward_max_profiles,
+            self.producer.log,
+            settings.carry_forward_max_bytes,
+            settings.changelog_write_version,
+        )
         self.restorer = ChangelogRestorer(
             settings.consumer_config(), changelog, settings.changelog_restore_timeout_seconds
         )

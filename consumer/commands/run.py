@@ -126,7 +126,7 @@ def build_loop(
     if owner is not None:
         carry = owner.carry  # the owner's memory lives in its guard (docs/repartition.md)
     elif settings.carry_forward_enabled:
-        carry = CarryForward(settings.carry_forward_max_profiles)
+        carry = CarryForward(settings.carry_forward_max_profiles, settings.carry_forward_max_bytes)
     batcher = Batcher(
         BatchLimits(
             settings.batch_max_rows, settings.batch_max_bytes, settings.batch_linger_seconds

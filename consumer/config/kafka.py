@@ -112,6 +112,9 @@ def producer_properties(props: Mapping[str, str | Secret]) -> dict[str, str]:
     config.setdefault("acks", "all")
     config.setdefault("enable.idempotence", "true")
     config.setdefault("linger.ms", "20")
+    # librdkafka's default queue holds up to 1 GiB; a full queue only makes produce() wait
+    # (both producers serve deliveries and try again), so bound it (docs/deploy.md, Sizing).
+    config.setdefault("queue.buffering.max.kbytes", "32768")
     return config
 
 

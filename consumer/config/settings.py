@@ -140,6 +140,12 @@ class Settings:
         v.int_range(3_600_000, 2**62),
         "retention.ms of the repartition topic it creates: outlast the longest Target outage.",
     )
+    changelog_write_version: int = setting(
+        "2",
+        v.int_range(1, 2),
+        "Format of the changelog records written: 2 carries value sizes (the 64 KB rule "
+        "after a take-over); 1 for the first rollout from a release that reads only 1.",
+    )
     changelog_restore_timeout_seconds: float = setting(
         "240",
         v.float_range(1, 3600),
@@ -289,6 +295,13 @@ class Settings:
         "50000",
         v.int_range(0, 100_000_000),
         "Profiles remembered for carry-forward; past it the oldest are evicted (counted).",
+    )
+    carry_forward_max_bytes: int = setting(
+        "128000000",
+        v.int_range(1_000_000, 2**40),
+        "Memory of carry-forward (and the owner's memory), counted as the encoded values "
+        "and names it keeps plus a fixed cost per profile and attribute; past it the oldest "
+        "complete profiles are evicted (counted), pending ones wait: consumption pauses.",
     )
     status_poll_initial_seconds: float = setting(
         "5",

@@ -29,6 +29,7 @@ from enum import Enum
 
 from consumer.core.buffer import NO_SOURCE, SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
 from consumer.core.carry import CarryForward, Sent
+from consumer.core.held import Guard, held_besides
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import MAX_PROFILE_BYTES
 from consumer.target.wire import ESCAPE_TABLE as _TABLE
@@ -84,6 +85,8 @@ class Batcher:
         self._sources: dict[TopicPartition, int] = {}
         self._names: dict[str, str] = {}
         self.ready: list[BatchFile] = []
+        # For the last TOO_LARGE: (bytes the profile would hold, of which already in Target).
+        self.refused_size = (0, 0)
 
     def _new_buffer(self, id_type: IdType) -> Buffer:
         buffer = Buffer(self._next_id, id_type)
@@ -222,9 +225,11 @@ class Batcher:
             joined = ",".join(vals)
             body = len(joined) - len(cols) - old_body
             # Encoded text is at least as long as its UTF-8: count exactly only when needed.
+            # What complete batches already stored counts too (the cap is on the profile).
             too_large = (
-                len(joined) + len(cols) * buffer.widest_name > MAX_PROFILE_BYTES
-                and buffer.raw_size(cols, joined) > MAX_PROFILE_BYTES
+                len(joined) + len(cols) * buffer.widest_name + (guard.held if guard else 0)
+                > MAX_PROFILE_BYTES
+                and self._profile_size(buffer, cols, joined, guard) > MAX_PROFILE_BYTES
             )
             count = len(rows) + (row is None)
             size = buffer.header_bytes + buffer.body_bytes + body + count * len(buffer.names)
@@ -261,7 +266,7 @@ class Batcher:
 
     def _start_row(
         self, buffer: Buffer, id_enc: str
-    ) -> tuple[str, str, tuple[int, ...], dict[str, Sent] | None]:
+    ) -> tuple[str, str, tuple[int, ...], Guard | None]:
         """A new row's cells: what a pending batch sent for the profile (carry-forward)."""
         carry = self.carry
         if carry is None:
@@ -280,6 +285,15 @@ class Batcher:
                 mine = buffer.add_column(name_enc)
             cols.append(mine)
         return "".join(cols), sent.vals, sent.stamps, guard
+
+    def _profile_size(self, buffer: Buffer, cols: str, joined: str, guard: Guard | None) -> int:
+        """The profile's size in Target once this row is applied, as far as we know: the
+        row's names and values, and what complete batches sent that it does not replace.
+        Kept in ``refused_size`` for the dead letter of an event it refuses."""
+        row = buffer.raw_size(cols, joined)
+        held = held_besides(guard, [buffer.names[ord(c)] for c in cols])
+        self.refused_size = (row + held, held)
+        return row + held
 
     def _guarded(self, guard: dict[str, Sent], name: str) -> int | None:
         sent = guard.get(self._names.get(name) or name.translate(_TABLE))

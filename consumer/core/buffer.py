@@ -14,8 +14,13 @@ Plain slotted state, no logic beyond sizes and stamps.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from consumer.core.model import IdType
 from consumer.target.wire import header_line
+
+if TYPE_CHECKING:
+    from consumer.core.held import Guard
 
 # A stamp packs (occurred_at ms, source partition id): compare the time with ``>>``, the
 # source with ``&``. Python ints do not overflow, so any occurred_at fits. 19 bits keep a
@@ -53,12 +58,13 @@ class Row:
         cols: str,
         vals: str,
         stamps: tuple[int, ...],
-        guard: dict[str, tuple[str, int]] | None,
+        guard: Guard | None,
     ) -> None:
         self.cols = cols
         self.vals = vals
         self.stamps = stamps
-        # (value, stamp) by encoded name of what batches already complete sent (carry.py).
+        # (value, stamp) by encoded name of what batches already complete sent, with their
+        # size in Target (consumer/core/held.py).
         self.guard = guard
 
 

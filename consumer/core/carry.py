@@ -13,29 +13,40 @@ Once a batch is complete its rows are no longer carried, but their timestamps st
 dropped, so guarantee 2 (docs/guarantees.md) holds across batches too.
 
 What is remembered per profile is the compact row that was cut (consumer/core/buffer.py),
-shared with the cut batch's column names, not a copy. Memory is bounded by a number of
-profiles; past it the least recently sent profiles are forgotten and counted as evictions.
-Pure logic: no I/O, no clock.
+shared with the cut batch's column names, not a copy; once its batch is complete the row is
+folded into the guard (consumer/core/held.py, which also knows the profile's size in
+Target for the 64 KB rule). Memory is bounded by a number of profiles and by bytes
+(``memory_bytes``: encoded names and values kept plus a fixed cost per profile and per
+cell, close to what Python holds: docs/deploy.md, "Sizing"). Past a bound the least
+recently sent profiles whose batches are complete are forgotten and counted as evictions;
+a profile whose batch is still pending is never forgotten (that could lose its attributes
+to a later batch): while only those remain, ``over_bound`` is true and the loop pauses
+consumption until batches complete. Pure logic: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from consumer.core.buffer import NO_SOURCE, Row, stamp, stamp_time
+from consumer.core.buffer import NO_SOURCE, Row, raw_size, stamp, stamp_time
+from consumer.core.held import Guard, Sent, fold, make_guard
 from consumer.core.model import IdType
 
+__all__ = ["CarryForward", "Sent"]
+
 _Key = tuple[IdType, str]
-# What a complete batch sent for one attribute: (encoded value, stamp).
-Sent = tuple[str, int]
+# What one remembered profile and one remembered cell cost beyond their encoded text, in
+# bytes of Python objects (measured with tracemalloc: bench/bench_carry_memory.py).
+PROFILE_COST = 600
+ROW_CELL_COST = 12  # a cell of a carried row: its column character and stamp
+GUARD_CELL_COST = 120  # a cell of a guard: a dict slot and a (value, stamp) tuple
+_EMPTY = Row("", "", (), None)
 
 
 class _Entry:
-    __slots__ = ("batch_id", "folded", "names", "older", "pending", "row")
+    __slots__ = ("batch_id", "cost", "folded", "names", "older", "pending", "row")
 
-    def __init__(
-        self, batch_id: int, names: list[str], row: Row, older: dict[str, Sent] | None
-    ) -> None:
+    def __init__(self, batch_id: int, names: list[str], row: Row, older: Guard | None) -> None:
         self.batch_id = batch_id
         self.names = names  # the cut batch's encoded column names; row.cols index them
         self.row = row
@@ -44,15 +55,23 @@ class _Entry:
         self.older = older
         self.folded = False  # once released: is ``row`` in ``older`` yet? (done on first use)
         self.pending = True
+        # _cost(row, older), inlined: one per row of every batch cut.
+        self.cost = PROFILE_COST + len(row.vals) + len(row.cols) * ROW_CELL_COST
+        if older:
+            self.cost += older.memory + len(older) * GUARD_CELL_COST
 
 
 class CarryForward:
-    def __init__(self, max_profiles: int) -> None:
+    def __init__(self, max_profiles: int, max_bytes: int | None = None) -> None:
         self.max_profiles = max_profiles
+        self.max_bytes = max_bytes  # None: bounded by profiles only
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._by_batch: dict[int, list[_Key]] = {}
         self._pending = 0
         self.evictions = 0
+        self.memory_bytes = 0  # what the entries cost (fixed costs and text, see _cost)
+        # Over a bound with only pending profiles left to forget: consumption should pause.
+        self.over_bound = False
 
     def __len__(self) -> int:
         """Profiles remembered (carried or only guarding)."""
@@ -74,11 +93,11 @@ class CarryForward:
         entry = self._entries.get((id_type, id_enc))
         return (entry.names, entry.row) if entry is not None and entry.pending else None
 
-    def guard(self, id_type: IdType, id_enc: str) -> dict[str, Sent] | None:
-        """(encoded value, stamp) by encoded name of what batches already complete sent
-        (read-only)."""
+    def guard(self, id_type: IdType, id_enc: str) -> Guard | None:
+        """(encoded value, stamp) by encoded name of what batches already complete sent,
+        with their size in Target (read-only)."""
         entry = self._entries.get((id_type, id_enc))
-        return _older(entry) if entry is not None else None
+        return self._older(entry) if entry is not None else None
 
     def remember(
         self, batch_id: int, id_type: IdType, names: list[str], rows: dict[str, Row]
@@ -88,25 +107,49 @@ class CarryForward:
             return
         entries = self._entries
         keys = []
+        added = 0
         for id_enc, row in rows.items():
             key = (id_type, id_enc)
             old = entries.get(key)
-            if old is not None and old.pending:
-                self._pending -= 1
-            entries[key] = _Entry(batch_id, names, row, _older(old) if old is not None else None)
+            if old is not None:
+                if old.pending:
+                    self._pending -= 1
+                older = self._older(old)  # may fold: read its cost after
+                added -= old.cost
+                entry = _Entry(batch_id, names, row, older)
+            else:
+                entry = _Entry(batch_id, names, row, None)
+            entries[key] = entry
             entries.move_to_end(key)
+            added += entry.cost
             self._pending += 1
             keys.append(key)
+        self.memory_bytes += added
         self._by_batch[batch_id] = keys
         self._evict()
 
+    def _over(self) -> bool:
+        limit = self.max_bytes
+        return len(self._entries) > self.max_profiles or (
+            limit is not None and self.memory_bytes > limit
+        )
+
     def _evict(self) -> None:
+        """Forget the least recently sent profiles whose batches are complete until both
+        bounds hold; pending ones are passed over (moved to the recent end)."""
         entries = self._entries
-        while len(entries) > self.max_profiles:
-            _, evicted = entries.popitem(last=False)
-            if evicted.pending:
-                self._pending -= 1
+        while self._over():
+            if len(entries) <= self._pending:
+                self.over_bound = True  # only pending profiles left: pause, do not forget
+                return
+            key, entry = next(iter(entries.items()))
+            if entry.pending:
+                entries.move_to_end(key)
+                continue
+            del entries[key]
+            self.memory_bytes -= entry.cost
             self.evictions += 1
+        self.over_bound = False
 
     def release(self, batch_id: int) -> int:
         """Stop carrying what ``batch_id`` sent, unless a later batch sent that profile again.
@@ -122,6 +165,8 @@ class CarryForward:
                 entry.pending = False  # its row joins the guard on first use (_older)
                 self._pending -= 1
                 released += 1
+        if released and self.over_bound:
+            self._evict()
         return released
 
     def last_batch(self, id_type: IdType, id_enc: str) -> int | None:
@@ -129,41 +174,69 @@ class CarryForward:
         entry = self._entries.get((id_type, id_enc))
         return entry.batch_id if entry is not None else None
 
-    def restore_guard(self, id_type: IdType, id_enc: str, occurred_at: dict[str, int]) -> None:
+    def restore_guard(
+        self,
+        id_type: IdType,
+        id_enc: str,
+        occurred_at: dict[str, int],
+        sizes: dict[str, int] | None = None,
+    ) -> None:
         """Guard a profile with what another process sent for it: encoded attribute name ->
-        occurred_at of the newest value known applied (say, read back from a changelog).
+        occurred_at of the newest value known applied (say, read back from a changelog),
+        and, when known, the UTF-8 size of that value (the 64 KB rule).
 
         Such stamps have no source partition of ours, so an older event from any partition
         is stale against them. Stamps already known and newer are kept.
         """
         if self.max_profiles <= 0 or not occurred_at:
             return
-        # The value is unknown: "" never equals a value that was sent.
-        restored = {name: ("", stamp(at, NO_SOURCE)) for name, at in occurred_at.items()}
         key = (id_type, id_enc)
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry(0, [], Row("", "", (), None), None)
+            entry = self._entries[key] = _Entry(0, [], _EMPTY, None)
             entry.pending = False
-            self._evict()
-        older = dict(_older(entry) or {})
-        for name, value in restored.items():
-            known = older.get(name)
-            if known is None or stamp_time(known[1]) < stamp_time(value[1]):
-                older[name] = value
-        entry.older = older
+            self.memory_bytes += entry.cost
+        guard = self._older(entry)
+        cells = dict(guard or {})
+        unknown = dict(guard.unknown or {}) if guard else {}
+        for name, at in occurred_at.items():
+            known = cells.get(name)
+            if known is None or stamp_time(known[1]) < at:
+                # The value is unknown: "" never equals a value that was sent.
+                cells[name] = ("", stamp(at, NO_SOURCE))
+                unknown[name] = raw_size(name) + (sizes or {}).get(name, 0)
+        self._set_older(entry, make_guard(cells, unknown))
+        self._evict()
+
+    def _older(self, entry: _Entry) -> Guard | None:
+        """``entry``'s guard: what complete batches sent, its own row folded in once released.
+
+        Folding on first use keeps ``release`` (run on the loop thread for every row of a
+        completed batch) to a flag per row; most profiles never come back. The folded row
+        is dropped: the guard holds its values.
+        """
+        if not entry.pending and not entry.folded:
+            entry.folded = True
+            names, row = entry.names, entry.row
+            values = row.vals.split(",")[1:]
+            sent = {
+                names[ord(c)]: (v, s) for c, v, s in zip(row.cols, values, row.stamps, strict=True)
+            }
+            entry.names, entry.row = [], _EMPTY
+            self._set_older(entry, fold(entry.older, sent))
+        return entry.older
+
+    def _set_older(self, entry: _Entry, guard: Guard) -> None:
+        entry.older = guard
+        cost = _cost(entry.row, guard)
+        self.memory_bytes += cost - entry.cost
+        entry.cost = cost
 
 
-def _older(entry: _Entry) -> dict[str, Sent] | None:
-    """``entry``'s guard: what complete batches sent, its own row folded in once released.
-
-    Folding on first use keeps ``release`` (run on the loop thread for every row of a
-    completed batch) to a flag per row; most profiles never come back.
-    """
-    if not entry.pending and not entry.folded:
-        entry.folded = True
-        names, row = entry.names, entry.row
-        values = row.vals.split(",")[1:]
-        sent = {names[ord(c)]: (v, s) for c, v, s in zip(row.cols, values, row.stamps, strict=True)}
-        entry.older = {**entry.older, **sent} if entry.older else sent
-    return entry.older
+def _cost(row: Row, older: Guard | None) -> int:
+    """What one entry costs: its row's encoded values (the names are the batch's) and its
+    guard's names and values, plus the fixed costs."""
+    cost = PROFILE_COST + len(row.vals) + len(row.cols) * ROW_CELL_COST
+    if older:
+        cost += older.memory + len(older) * GUARD_CELL_COST
+    return cost

@@ -23,6 +23,7 @@ def set_gauges(loop: Loop, m: Metrics, now: float) -> None:
     m.partitions_assigned.set(assigned)
     if loop.carry is not None:
         m.carry_forward_profiles.set(loop.carry.pending_profiles)
+        m.carry_forward_bytes.set(loop.carry.memory_bytes)
         evicted = loop.carry.take_evictions()
         if evicted:
             m.carry_forward_evictions.inc(evicted)

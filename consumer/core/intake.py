@@ -15,12 +15,13 @@ from __future__ import annotations
 from consumer.clock import Clock
 from consumer.core import internal_format
 from consumer.core.batcher import Batcher, Refused
+from consumer.core.held import too_large_detail
 from consumer.core.ledger import SETTLED
 from consumer.core.model import DeadLetter, Priority, ProfileUpdate, TopicPartition
 from consumer.core.seams import Record
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
-from consumer.core.validate import cell_risks
+from consumer.core.validate import MAX_PROFILE_BYTES, cell_risks
 from consumer.errors import MappingFailed, PoisonError, ValidationError
 from consumer.mapping import RecordMapper, Skip, SkipReason
 from consumer.metrics import Metrics
@@ -124,7 +125,12 @@ class Intake:
                     continue
                 poison += 1  # Refused.TOO_LARGE
                 self._dead_letter(
-                    PoisonError("profile_too_large", "row would exceed Target's 64 KB per profile"),
+                    PoisonError(
+                        "profile_too_large",
+                        too_large_detail(
+                            self.batcher.refused_size, update.attributes, MAX_PROFILE_BYTES
+                        ),
+                    ),
                     rec,
                     tp,
                     stage="validate",

@@ -228,14 +228,22 @@ class Loop:
         limit = self.settings.buffer_max_bytes
         buffered = self.batcher.buffered_bytes
         waiting = self.uploads.waiting
-        if (waiting or buffered >= limit) and not self.paused:
+        # Carry-forward at its bound with only pending rows left: wait for completions.
+        carry_full = self.carry is not None and self.carry.over_bound
+        if (waiting or buffered >= limit or carry_full) and not self.paused:
             self.paused = True
             self.source.pause_all()
             log.info(
                 "consumption paused (backpressure)",
-                extra={"fields": {"outbox": waiting, "buffered_bytes": buffered}},
+                extra={
+                    "fields": {
+                        "outbox": waiting,
+                        "buffered_bytes": buffered,
+                        "carry_forward_full": carry_full,
+                    }
+                },
             )
-        elif self.paused and not waiting and buffered < limit * RESUME_RATIO:
+        elif self.paused and not waiting and not carry_full and buffered < limit * RESUME_RATIO:
             self.paused = False
             self.source.resume_all()
             log.info("consumption resumed")

@@ -13,15 +13,26 @@ CONSUMER_CONTAINER = "profile-sync"
 # The shutdown needs this much less than the pod's grace period: SIGKILL comes at the end
 # of the grace period, and the process still has to exit after its own timeout.
 GRACE_MARGIN_SECONDS = 5
-# Memory model of one replica (docs/deploy.md, "Sizing"): a buffered profile row takes
-# ~6-7x its encoded size of resident memory in the running service (bench/bench_memory.py:
-# ~620-720 B for a 108 B row, freed heap given back after a burst; 7.5 leaves room for
-# noise), a carry-forward profile ~1.6 KB; the interpreter, libraries and librdkafka's
-# threads ~100 MB. The pod's memory limit must hold the worst case the settings allow.
+# Memory model of one replica (docs/deploy.md, "Sizing"): each term is a byte bound of the
+# settings times what the process holds per byte of it, measured. The pod's memory limit
+# must hold the worst case the settings allow.
+# The interpreter, libraries and librdkafka's threads.
 BASELINE_MEMORY_BYTES = 100_000_000
+# A buffered profile row takes ~6-7x its encoded size of resident memory in the running
+# service (bench/bench_memory.py: ~620-720 B for a 108 B row, freed heap given back after
+# a burst; 7.5 leaves room for noise).
 BUFFER_MEMORY_FACTOR = 7.5
-CARRY_FORWARD_BYTES_PER_PROFILE = 1_600
+# Carry-forward (and the owner's memory) counts close to what Python holds: held/counted
+# at most 1.11 over the shapes of bench/bench_carry_memory.py; 1.25 leaves room for the
+# allocator's fragmentation.
+CARRY_FORWARD_MEMORY_FACTOR = 1.25
+# librdkafka's defaults: the consumer's fetch queue, and each producer's queue as
+# consumer/config/kafka.py sets it (the DLQ producer; the repartition producer).
 LIBRDKAFKA_QUEUE_KBYTES_DEFAULT = 65_536
+PRODUCER_QUEUE_KBYTES_DEFAULT = 32_768
+# An urgent event waiting for its single call (a ProfileUpdate of a few attributes): the
+# queue is bounded by a count, PROFILE_SYNC_SINGLE_QUEUE_MAX.
+URGENT_EVENT_BYTES = 2_000
 
 
 def consumer_container(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -53,18 +64,37 @@ def mount_for(container: Mapping[str, Any], path: str) -> dict[str, Any] | None:
 
 def memory_estimate(settings: Any) -> int:
     """Worst-case memory of one replica under ``settings``, in bytes."""
-    queue_kb = settings.consumer_config().get(
-        "queued.max.messages.kbytes", LIBRDKAFKA_QUEUE_KBYTES_DEFAULT
+    return int(sum(memory_terms(settings).values()))
+
+
+def memory_terms(settings: Any) -> dict[str, float]:
+    """``memory_estimate``'s terms, by what they hold (docs/deploy.md, "Sizing")."""
+    queue_kb = int(
+        settings.consumer_config().get(
+            "queued.max.messages.kbytes", LIBRDKAFKA_QUEUE_KBYTES_DEFAULT
+        )
     )
-    carry = settings.carry_forward_max_profiles if settings.carry_forward_enabled else 0
-    return int(
-        BASELINE_MEMORY_BYTES
-        + settings.buffer_max_bytes * BUFFER_MEMORY_FACTOR
-        + carry * CARRY_FORWARD_BYTES_PER_PROFILE
-        + settings.status_retain_max_bytes
-        + (settings.max_in_flight_batches + 1) * settings.batch_max_bytes
-        + int(queue_kb) * 1024
+    producer_kb = int(
+        settings.producer_config().get("queue.buffering.max.kbytes", PRODUCER_QUEUE_KBYTES_DEFAULT)
     )
+    repartition = settings.repartition != "never"
+    # The repartition mode keeps the owner's memory whatever CARRY_FORWARD_ENABLED says.
+    carry = settings.carry_forward_enabled or repartition
+    return {
+        "baseline": BASELINE_MEMORY_BYTES,
+        "buffer": settings.buffer_max_bytes * BUFFER_MEMORY_FACTOR,
+        "carry_forward": (
+            settings.carry_forward_max_bytes * CARRY_FORWARD_MEMORY_FACTOR if carry else 0
+        ),
+        "retained_batches": settings.status_retain_max_bytes,
+        "batches_sent": (settings.max_in_flight_batches + 1) * settings.batch_max_bytes,
+        # The changelog restorer has a fetch queue of its own while it reads.
+        "fetch_queues": queue_kb * 1024 * (2 if repartition else 1),
+        "producer_queues": producer_kb * 1024 * (2 if repartition else 1),
+        "urgent_queue": (
+            settings.single_queue_max * URGENT_EVENT_BYTES if settings.single_enabled else 0
+        ),
+    }
 
 
 _QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
@@ -147,7 +177,7 @@ def check_runtime(
         problems.add(
             dat,
             f"memory limit {limit / 2**20:,.0f}Mi is below the {need / 2**20:,.0f}Mi the "
-            "settings allow (buffer, carry-forward, retained batches, fetch queue); "
+            "settings allow (buffer, carry-forward, retained batches, Kafka queues); "
             "raise it or lower those settings (docs/deploy.md, Sizing)",
         )
     if "replicas" in dep["spec"] and find(docs, "ScaledObject"):

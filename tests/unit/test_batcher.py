@@ -173,10 +173,24 @@ class _Model:
                 self.carry[key] = _MEntry(buffer.batch_id, cells, stamps)
                 keys.append(key)
             self.by_batch[buffer.batch_id] = keys
-            while len(self.carry) > self.carry_max:
-                self.carry.popitem(last=False)
-                self.evictions += 1
+            self._evict()
         self.buffers[buffer.id_type] = self._new(buffer.id_type)
+
+    def _evict(self) -> None:
+        # The least recently sent profile whose batch is complete goes first; a pending
+        # one is never forgotten (its attributes could be lost), only passed over.
+        assert self.carry_max is not None
+        while len(self.carry) > self.carry_max:
+            done = [k for k, e in self.carry.items() if not e.pending]
+            if not done:
+                return
+            for key in [k for k, e in self.carry.items() if e.pending]:
+                if key == next(iter(self.carry)):
+                    self.carry.move_to_end(key)
+                else:
+                    break
+            del self.carry[done[0]]
+            self.evictions += 1
 
     def cut_due(self, now: float) -> None:
         for t in IdType:
@@ -194,6 +208,8 @@ class _Model:
             entry = self.carry.get(key)
             if entry is not None and entry.batch_id == batch_id:
                 entry.pending = False
+        if self.carry_max is not None and self.carry_max > 0:
+            self._evict()
 
 
 # ---------------------------------------------------------------- strategies
@@ -638,11 +654,30 @@ def test_carry_forward_past_its_bound_evicts_the_least_recently_sent_and_counts_
     batcher = Batcher(BIG, carry)
     for pid in ("old", "mid", "new"):
         batcher.add(make_update(pid, {"a": pid}), 0)
-        cut(batcher)
-    assert carry.evictions == 1 and len(carry) == 2
-    for pid in ("old", "mid"):
+        [batch] = cut(batcher)
+        if pid != "new":
+            carry.release(batch.batch_id)  # complete: only its guard is left
+    assert carry.evictions == 1 and len(carry) == 2 and not carry.over_bound
+    for pid in ("old", "new"):
         batcher.add(make_update(pid, {"b": "1"}), 0)
-    assert rows_of(cut(batcher)[0]) == {"old": {"b": "1"}, "mid": {"a": "mid", "b": "1"}}
+    assert rows_of(cut(batcher)[0]) == {"old": {"b": "1"}, "new": {"a": "new", "b": "1"}}
+
+
+def test_carry_forward_past_its_bound_never_forgets_a_pending_row_it_asks_for_a_pause() -> None:
+    # Forgetting a row whose batch is not complete could let a later batch replace its
+    # attributes in Target: the bound waits for completions instead.
+    carry = CarryForward(2)
+    batcher = Batcher(BIG, carry)
+    batches = []
+    for pid in ("old", "mid", "new"):
+        batcher.add(make_update(pid, {"a": pid}), 0)
+        batches += cut(batcher)
+    assert carry.evictions == 0 and len(carry) == 3 and carry.over_bound
+    batcher.add(make_update("old", {"b": "1"}), 0)
+    assert rows_of(cut(batcher)[0]) == {"old": {"a": "old", "b": "1"}}
+    carry.release(batches[1].batch_id)  # "mid" complete: it can go, the bound holds again
+    assert carry.evictions == 1 and len(carry) == 2 and not carry.over_bound
+    assert carry.last_batch(IdType.THIRD_PARTY_ID, "mid") is None
 
 
 def test_without_carry_forward_a_row_holds_only_its_own_attributes() -> None:

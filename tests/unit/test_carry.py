@@ -130,12 +130,15 @@ def test_past_its_bound_the_least_recently_sent_profile_is_evicted_and_counted()
     assert (len(carry), carry.pending_profiles) == (2, 2)
 
 
-def test_evicting_a_pending_profile_stops_counting_it_as_pending() -> None:
+def test_a_pending_profile_is_evicted_only_once_its_batch_is_complete() -> None:
     carry = CarryForward(1)
     remember(carry, 1, T3P, {"a": {"x": cell("1")}})
     remember(carry, 2, T3P, {"b": {"x": cell("1")}})
+    assert (carry.evictions, len(carry), carry.pending_profiles) == (0, 2, 2)
+    assert carry.over_bound  # the loop pauses consumption
+    assert carry.release(1) == 1
     assert (carry.evictions, len(carry), carry.pending_profiles) == (1, 1, 1)
-    assert carry.release(1) == 0
+    assert not carry.over_bound and seeded(carry, T3P, "b") == {"x": cell("1")}
     assert carry.release(2) == 1
     assert carry.pending_profiles == 0
 

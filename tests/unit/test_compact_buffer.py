@@ -82,7 +82,9 @@ def _update(spec: dict[str, Any], offset: int) -> ProfileUpdate | None:
 @given(
     max_rows=st.integers(1, 6),
     max_bytes=st.integers(25, 600),
-    carry_max=st.none() | st.integers(0, 4) | st.just(10_000),
+    # No bound that evicts: the legacy carry-forward forgot pending rows, today's waits for
+    # their batch to complete (eviction is checked against a model in test_batcher.py).
+    carry_max=st.none() | st.just(0) | st.just(10_000),
     actions=st.lists(_action, min_size=5, max_size=60),
 )
 def test_the_compact_buffer_writes_the_same_files_as_the_dict_buffer(

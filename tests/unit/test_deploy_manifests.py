@@ -289,6 +289,10 @@ BROKEN: dict[str, tuple[Callable[[list[dict[str, Any]]], None], str]] = {
         _set_env("PROFILE_SYNC_BUFFER_MAX_BYTES", "256000000"),
         "memory limit 1,536Mi is below",
     ),
+    "carry-forward larger than the memory limit": (
+        _set_env("PROFILE_SYNC_CARRY_FORWARD_MAX_BYTES", "600000000"),
+        "memory limit 1,536Mi is below",
+    ),
 }
 
 

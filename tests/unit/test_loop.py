@@ -84,7 +84,11 @@ class Rig:
         self.uploads = FakeUploads(self.clock, auto_accept)
         self.follower = FakeFollower() if follow else None
         self.registry = CollectorRegistry()
-        carry = CarryForward(s.carry_forward_max_profiles) if s.carry_forward_enabled else None
+        carry = (
+            CarryForward(s.carry_forward_max_profiles, s.carry_forward_max_bytes)
+            if s.carry_forward_enabled
+            else None
+        )
         self.dead_letters: FakeDeadLetters | None = None
         self.loop = Loop(
             s,
@@ -338,3 +342,25 @@ def test_a_batch_whose_status_is_unknown_is_released_never_resent() -> None:
     assert (
         rig.registry.get_sample_value("profile_sync_batch_status_total", {"status": "unknown"}) == 1
     )
+
+
+def test_a_full_carry_forward_pauses_consumption_until_batches_complete() -> None:
+    # Only rows of pending batches left to forget: forgetting one could lose its
+    # attributes to a later batch, so the loop waits for completions instead.
+    rig = Rig(follow=True, carry_forward_max_bytes="1000000")
+    assert rig.follower is not None
+    rig.source.assign({A})
+    rig.source.produce(A, [event(f"a{i}", note="x" * 60_000) for i in range(20)])
+    rig.turns(2, seconds=rig.settings.batch_linger_seconds)
+    assert rig.loop.carry is not None and rig.loop.carry.over_bound
+    assert rig.source.paused == {A}
+    rig.source.produce(A, [event("late")])
+    rig.turns(2, seconds=rig.settings.batch_linger_seconds)
+    assert rig.source.position[A] == 20  # nothing read while the memory is full
+    for batch_id in list(rig.follower.following):
+        rig.follower.finish(batch_id, FinalStatus.COMPLETE)
+    rig.turns(2, seconds=rig.settings.batch_linger_seconds)
+    assert rig.source.paused == set() and rig.source.position[A] == 21
+    assert rig.gauge("carry_forward_bytes") is not None
+    assert (rig.gauge("carry_forward_bytes") or 0) <= 1_000_000
+    assert (rig.gauge("carry_forward_evictions_total") or 0) > 0

@@ -53,6 +53,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_single_update_delay_seconds": ("histogram", ()),
     "profile_sync_carry_forward_profiles": ("gauge", ()),
     "profile_sync_carry_forward_evictions": ("counter", ()),
+    "profile_sync_carry_forward_bytes": ("gauge", ()),
     "profile_sync_batch_status": ("counter", ("status",)),
     "profile_sync_batch_updates": ("counter", ("result",)),
     "profile_sync_batch_resubmissions": ("counter", ()),
