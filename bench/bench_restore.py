@@ -5,18 +5,22 @@
    partitions, then restores every partition into the carry-forward guard as a new owner
    of all of them would, and prints wall and CPU seconds.
 2. Prints the bytes of one repartition record (key + value) and one changelog record for
-   a typical sample event, beside its Avro source record, and the CPU cost of encoding
-   and decoding the repartition record.
+   a typical sample event, and the CPU cost of encoding and decoding the repartition
+   record with this codec and with the one before it (tests/legacy/internal_format.py).
 
 Numbers, not a test. Against the broker of BENCH_BOOTSTRAP (default 127.0.0.1:29092):
-`.venv/bin/python -m bench.bench_restore`.
+`.venv/bin/python -m bench.bench_restore`; part 2 alone (no broker):
+`.venv/bin/python -m bench.bench_restore format`.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import sys
 import time
 import uuid
+from collections.abc import Callable
 
 from confluent_kafka.admin import AdminClient
 
@@ -64,32 +68,58 @@ def restore_bench() -> None:
         AdminClient(conf).delete_topics([rep, log], operation_timeout=10)
 
 
+def _cpu_us(fn: Callable[[], object], n: int) -> float:
+    t = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t) / n * 1e6
+
+
 def format_bench() -> None:
+    """Bytes of one repartition record; CPU per encode/decode, this codec vs the old one.
+
+    The old codec is tests/legacy/internal_format.py (the oracle of the byte-identity
+    tests). Rounds alternate old and new; the median of BENCH_FORMAT_ROUNDS (default 5)
+    is printed. The forward stage calls ``encode_keyed`` (key and value in one pass).
+    """
+    from tests.legacy import internal_format as legacy
+    from tests.utils import make_update
+
     update = internal_format.decode(
         internal_format.encode(
-            __import__("tests.utils", fromlist=["make_update"]).make_update(
+            make_update(
                 "3f1e9c2a-7b4d-4f7e-9a51-0c2b8d6e4a10",
                 {"loyalty.tier": "gold", "store.last": "store-0042", "basket.total": "84.20"},
                 tp=TopicPartition("pos.profile-changes", 5),
                 offset=123_456_789,
-            )
+                occurred_at=1_764_250_000_123,
+            )._replace(source="POS", event_id="9b2f6c1e-ev")
         )
     )
     value = internal_format.encode(update)
+    assert value == legacy.encode(update), "the codecs disagree: run the oracle tests"
     key = record_key(update.id_type, update.profile_id)
-    n = 200_000
-    t = time.process_time()
-    for _ in range(n):
-        internal_format.encode(update)
-    enc = (time.process_time() - t) / n * 1e6
-    t = time.process_time()
-    for _ in range(n):
-        internal_format.decode(value)
-    dec = (time.process_time() - t) / n * 1e6
+    n = 100_000
+    rounds = int(os.environ.get("BENCH_FORMAT_ROUNDS", "5"))
+    cases: dict[str, Callable[[], object]] = {
+        "old key+encode": lambda: (legacy.record_key(update.id_type, update.profile_id),
+                                   legacy.encode(update)),
+        "new encode_keyed": lambda: internal_format.encode_keyed(update),
+        "old decode": lambda: legacy.decode(value),
+        "new decode": lambda: internal_format.decode(value),
+    }  # fmt: skip
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            times[name].append(_cpu_us(fn, n))
+    load = os.getloadavg()[0]
     print(f"repartition record of a 3-attribute event: {len(key)} + {len(value)} bytes; "
-          f"encode {enc:.2f} us, decode {dec:.2f} us (CPU)")  # fmt: skip
+          f"CPU per call, median of {rounds} rounds of {n:,}; load {load:.2f}")  # fmt: skip
+    for name, ts in times.items():
+        print(f"  {name:18} {statistics.median(ts):.2f} us")
 
 
 if __name__ == "__main__":
     format_bench()
-    restore_bench()
+    if sys.argv[1:] != ["format"]:
+        restore_bench()

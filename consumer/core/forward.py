@@ -62,8 +62,7 @@ class Forwarder:
             return records
         owned: list[Record] = []
         tps: dict[tuple[str, int], TopicPartition] = {}
-        encode = internal_format.encode
-        key_of = internal_format.record_key
+        encode_keyed = internal_format.encode_keyed
         forward = self.writes.forward
         track = self.track
         consumed = self.consumed
@@ -95,6 +94,6 @@ class Forwarder:
             if not unit:
                 unit = self.new_unit()
             track(tp, rec.offset, unit)
-            forward(key_of(update.id_type, update.profile_id), encode(update), unit)
+            forward(*encode_keyed(update), unit)
             self.forwarded += 1
         return owned
