@@ -19,12 +19,13 @@ from consumer.config import Settings
 from consumer.core.auditing import Auditing
 from consumer.core.carry import CarryForward
 from consumer.core.ledger import UnitKind, unit_kind
-from consumer.core.model import BatchFile, DeadLetter
+from consumer.core.model import BatchFile
 from consumer.core.seams import BatchFollower, Rereader
 from consumer.core.settling import Settling
 from consumer.core.stuck_letters import (
     BatchSources,
     Decode,
+    event_letter,
     row_letters,
     source_records,
     stuck_letters,
@@ -155,20 +156,9 @@ class Outcomes:
             events = source_records(events, self.decode, self.rereader.read)
         if not events:
             return False
+        extra = (("batch.id", str(batch.batch_id)),)
         letters = [
-            DeadLetter(
-                key=e.key,
-                value=e.value,
-                reason="batch_rejected",
-                stage="target",
-                error_class="PermanentError",
-                message=error,
-                tp=e.tp,
-                offset=e.offset,
-                extra_headers=(("batch.id", str(batch.batch_id)),),
-                original_headers=e.headers,
-            )
-            for e in events
+            event_letter(e, "batch_rejected", "PermanentError", error, extra) for e in events
         ]
         self.summary.dead_letters += len(letters)
         self.settling.dead_letter_rows(letters, unit)

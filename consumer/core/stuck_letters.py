@@ -135,20 +135,7 @@ def stuck_letters(
                 continue  # the source record is gone: its attributes go as a JSON row
             record = found
         covered.setdefault(update.profile_id, set()).update(update.attributes)
-        letters.append(
-            DeadLetter(
-                key=record.key,
-                value=record.value,
-                reason="batch_stuck",
-                stage="target",
-                error_class="BatchStuck",
-                message=error,
-                tp=record.tp,
-                offset=record.offset,
-                extra_headers=extra,
-                original_headers=record.headers,
-            )
-        )
+        letters.append(event_letter(record, "batch_stuck", "BatchStuck", error, extra))
     rest = []
     for profile_id, attributes in rows.items():
         seen = covered.get(profile_id, set())
@@ -160,6 +147,28 @@ def stuck_letters(
         " or its source record is past retention)"
     )
     return letters + row_letters(id_type, rest, "batch_stuck", note, (*extra, UNAVAILABLE))
+
+
+def event_letter(
+    event: OriginalEvent,
+    reason: str,
+    error_class: str,
+    message: str,
+    extra: tuple[tuple[str, str], ...],
+) -> DeadLetter:
+    """A dead letter holding ``event`` as published (key, value, headers): replayable."""
+    return DeadLetter(
+        key=event.key,
+        value=event.value,
+        reason=reason,
+        stage="target",
+        error_class=error_class,
+        message=message,
+        tp=event.tp,
+        offset=event.offset,
+        extra_headers=extra,
+        original_headers=event.headers,
+    )
 
 
 def row_letters(

@@ -12,7 +12,10 @@ be run in the repartition mode.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +27,8 @@ from confluent_kafka.admin import AdminClient
 
 from tests.integration.service import Service, service_env, wait_for
 from tests.utils import ProfileState, fold
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Stack:
@@ -85,6 +90,20 @@ class Stack:
         code = service.wait(timeout)
         assert code == 0, f"exit code {code}; log tail:\n{service.log_tail()}"
         return service.summary()
+
+    def replay(self, *args: str) -> dict[str, Any]:
+        """``profile-sync dlq replay ARGS`` against this stack; its JSON report."""
+        done = subprocess.run(
+            [sys.executable, "-m", "consumer", "dlq", "replay", *args],
+            env=self.env(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return report
 
     # -- Kafka
 

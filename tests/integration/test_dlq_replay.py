@@ -3,32 +3,12 @@ source topics with their original bytes; a dry run publishes nothing."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tests.integration.conftest import Stack
 from tests.integration.events import event
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _replay(s: Stack, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "consumer", "dlq", "replay", *args],
-        env=s.env(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return report
 
 
 def _headers(msg: Any) -> dict[str, bytes]:
@@ -52,16 +32,15 @@ def test_replay_selects_by_reason_time_and_offset_and_republishes_the_original_b
     source_before = s._consume(source, 2)
     end_before = topic_end_offsets(source)[0]
 
-    dry = _replay(s, "--reason", "undecodable", "--dry-run")
+    dry = s.replace("--reason", "undecodable", "--dry-run")
     assert (dry["selected"], dry["replayed"], dry["by_topic"]) == (1, 0, {source: 1})
     assert topic_end_offsets(source)[0] == end_before  # nothing published
 
-    future = _replay(s, "--since", str(int(time.time() * 1000) + 3_600_000))
+    future = s.replace("--since", str(int(time.time() * 1000) + 3_600_000))
     assert (future["read"], future["selected"]) == (2, 0)
 
     target = by_reason["invalid_profile_id"]
-    report = _replay(
-        s,
+    report = s.replay(
         "--partition",
         "0",
         "--from-offset",
@@ -108,7 +87,7 @@ def test_a_rejected_batch_is_dead_lettered_as_its_original_events_and_replays(
         assert (letter.key(), letter.value()) == (original.key(), original.value())
         assert h["trace-id"] == b"abc-123"
 
-    report = _replay(s, "--reason", "batch_rejected")
+    report = s.replace("--reason", "batch_rejected")
     assert report["replayed"] == len(events)
     republished = s._consume(source, 2 * len(events))[len(events) :]
     assert all(_headers(m)["trace-id"] == b"abc-123" for m in republished)

@@ -9,34 +9,15 @@ letter keeps the record's headers and replays byte-identical.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tests.fixtures.kafka import encode_profile_change
 from tests.integration.conftest import Stack
 from tests.integration.events import NASTY, event
 
-REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000
 REPLAYED_FROM = "profile-sync.replayed.from"
-
-
-def _replay(s: Stack, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "consumer", "dlq", "replay", *args],
-        env=s.env(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return report
 
 
 def _ours(msg: Any) -> dict[str, bytes]:
@@ -79,7 +60,7 @@ def test_a_stuck_batch_is_dead_lettered_as_its_original_events_and_replays(
         )
     assert s.target_state() == {}  # the stuck batch was never applied
 
-    report = _replay(s, "--reason", "batch_stuck")
+    report = s.replace("--reason", "batch_stuck")
     assert report["replayed"] == len(events)
     s.run_to_idle()
     s.wait_for_state(s.expected())
@@ -102,7 +83,7 @@ def test_a_poison_event_keeps_its_headers_and_replays_byte_identical(
     assert _theirs(letter) == headers
     [original] = [m for m in s._consume(source, 2) if m.key() == b"k-poison"]
 
-    report = _replay(s, "--reason", "undecodable")
+    report = s.replace("--reason", "undecodable")
     assert report["replayed"] == 1
     [replayed] = [
         m
