@@ -108,6 +108,9 @@ class Auditing:
             self.queue.batch_gone(batch_id)
             return
         self.queue.on_complete(batch, self.clock.monotonic())
+        if self.metrics is not None:  # now, not at the end of the turn: a scrape that sees
+            # the batch complete sees its rows waiting too
+            self.metrics.audit_pending.set(self.queue.pending + self.reading)
 
     def on_batch_gone(self, batch_id: int) -> None:
         """Batch ``batch_id`` will never complete (rejected, cancelled, dead-lettered)."""

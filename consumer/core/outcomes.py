@@ -179,6 +179,11 @@ class Outcomes:
         """A batch reached a final status: release, resubmit, or dead-letter its rows."""
         m = self.metrics
         status = outcome.status
+        complete = outcome.outcome is FinalStatus.COMPLETE
+        if complete and self.audit is not None:
+            # Queued before the counters move: a scrape that sees the batch complete sees
+            # its rows waiting for their read back (nothing looks idle in between).
+            self.audit.on_complete(outcome.batch, outcome.batch_id)
         if m is not None:
             m.batch_status.labels(outcome.outcome).inc()
             if status is not None:
@@ -203,10 +208,8 @@ class Outcomes:
             self.release(outcome.batch_id)
             self._resubmits.pop(outcome.batch_id, None)
             return
-        if outcome.outcome is FinalStatus.COMPLETE:
+        if complete:
             log.info("batch complete", extra={"fields": fields})
-            if self.audit is not None:
-                self.audit.on_complete(outcome.batch, outcome.batch_id)
             self.release(outcome.batch_id)
             self.settling.completion.completed(outcome.batch_id)
             self._resubmits.pop(outcome.batch_id, None)

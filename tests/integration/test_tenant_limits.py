@@ -16,7 +16,7 @@ from tests.integration.events import event, random_events
 from tests.integration.service import Service, wait_for
 
 TENANT_LIMIT = 50  # the emulator's default, Target's documented limit
-BUDGET = 40  # the service's default PROFILE_SYNC_TARGET_CALLS_PER_MINUTE
+SMALL_BUDGET = 12  # calls a minute; the service's default is 40
 
 
 def _consumed(services: list[Service]) -> float:
@@ -36,8 +36,14 @@ def test_four_replicas_share_one_tenant_budget_as_members_join_and_leave(
         for topic in s.topics:
             s.produce([e for e in batch if topic_of(e) == topic], topic=topic)
 
-    # A short linger: without the budget these replicas would upload every second.
-    settings = {"PROFILE_SYNC_BATCH_LINGER_SECONDS": "0.5"}
+    # A short linger: without the budget these replicas would upload every half second.
+    # A budget of 12 calls a minute (3-4 per replica) is below what they ask for however
+    # fast this machine takes the stream in (with the default 40, a fast run could be over
+    # before any replica had used its share, and nothing would show the budget at work).
+    settings = {
+        "PROFILE_SYNC_BATCH_LINGER_SECONDS": "0.5",
+        "PROFILE_SYNC_TARGET_CALLS_PER_MINUTE": str(SMALL_BUDGET),
+    }
     replicas = [s.start(**settings) for _ in range(3)]
     for r in replicas:
         wait_for(lambda r=r: r.metric("profile_sync_partitions_assigned") >= 1, 60, "assigned")
@@ -68,7 +74,9 @@ def test_four_replicas_share_one_tenant_budget_as_members_join_and_leave(
     # The calls a minute stayed within the tenant's limit, within the budget but for the
     # moments of a membership change (a new member spends before the others see it).
     assert rate["peak_calls_in_window"] <= TENANT_LIMIT, rate
-    assert rate["peak_admitted_in_window"] <= BUDGET + 5, rate
+    # (A joining member spends its share before the others have seen it: about one share
+    # over, which at this budget is 3-4 calls.)
+    assert rate["peak_admitted_in_window"] <= SMALL_BUDGET + 6, rate
     assert rate["refused_503"] <= 3, rate
     # The budget was what held uploads back: batches grew instead of going out every 0.5 s.
     assert waited >= 1
