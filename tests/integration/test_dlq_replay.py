@@ -32,11 +32,11 @@ def test_replay_selects_by_reason_time_and_offset_and_republishes_the_original_b
     source_before = s._consume(source, 2)
     end_before = topic_end_offsets(source)[0]
 
-    dry = s.replace("--reason", "undecodable", "--dry-run")
+    dry = s.replay("--reason", "undecodable", "--dry-run")
     assert (dry["selected"], dry["replayed"], dry["by_topic"]) == (1, 0, {source: 1})
     assert topic_end_offsets(source)[0] == end_before  # nothing published
 
-    future = s.replace("--since", str(int(time.time() * 1000) + 3_600_000))
+    future = s.replay("--since", str(int(time.time() * 1000) + 3_600_000))
     assert (future["read"], future["selected"]) == (2, 0)
 
     target = by_reason["invalid_profile_id"]
@@ -87,7 +87,7 @@ def test_a_rejected_batch_is_dead_lettered_as_its_original_events_and_replays(
         assert (letter.key(), letter.value()) == (original.key(), original.value())
         assert h["trace-id"] == b"abc-123"
 
-    report = s.replace("--reason", "batch_rejected")
+    report = s.replay("--reason", "batch_rejected")
     assert report["replayed"] == len(events)
     republished = s._consume(source, 2 * len(events))[len(events) :]
     assert all(_headers(m)["trace-id"] == b"abc-123" for m in republished)

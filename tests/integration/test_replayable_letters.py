@@ -60,7 +60,7 @@ def test_a_stuck_batch_is_dead_lettered_as_its_original_events_and_replays(
         )
     assert s.target_state() == {}  # the stuck batch was never applied
 
-    report = s.replace("--reason", "batch_stuck")
+    report = s.replay("--reason", "batch_stuck")
     assert report["replayed"] == len(events)
     s.run_to_idle()
     s.wait_for_state(s.expected())
@@ -83,7 +83,7 @@ def test_a_poison_event_keeps_its_headers_and_replays_byte_identical(
     assert _theirs(letter) == headers
     [original] = [m for m in s._consume(source, 2) if m.key() == b"k-poison"]
 
-    report = s.replace("--reason", "undecodable")
+    report = s.replay("--reason", "undecodable")
     assert report["replayed"] == 1
     [replayed] = [
         m
