@@ -1,11 +1,15 @@
 """Urgent-path latency under background load: 0, 2,000 and 10,000 events/s.
 
 For each background rate (BENCH_URGENT_BACKGROUND, default "0,2000,10000") a fresh
-``profile-sync run`` (10 s linger) consumes three topics: the urgent probe topic and the
-POS/CRM topics a background ``produce-sample --rate R`` writes NORMAL events into (50,000
-profiles). The probe profiles are created through bulk first (the single-update API never
-creates a profile); then BENCH_URGENT_EVENTS (300) URGENT events are produced at
-BENCH_URGENT_RATE (50/s) while the background runs. Printed per rate:
+``profile-sync run`` (10 s linger) consumes the urgent probe topic, into which a background
+``produce-sample --rate R`` also writes NORMAL events (50,000 profiles), keyed by profile
+like the probes: one topic keyed by profile, so the service runs in the direct mode.
+BENCH_URGENT_TOPICS=separate puts the background in POS/CRM topics of their own instead:
+three topics, so the repartition mode (docs/repartition.md). The probe profiles are
+created through bulk first (the single-update API never creates a profile); then
+BENCH_URGENT_EVENTS (300) URGENT events are produced at BENCH_URGENT_RATE (50/s) while the
+background runs (its producer at niceness BENCH_URGENT_NICE, 10: upstream producers run
+elsewhere in production). Printed per rate:
 
 - the service's own ``profile_sync_single_update_delay_seconds`` histogram (occurred_at to
   Target accepting the single update): share within each bucket bound, p50/p99 estimated;
@@ -46,6 +50,11 @@ BACKGROUND = [int(r) for r in os.environ.get("BENCH_URGENT_BACKGROUND", "0,2000,
 HISTOGRAM = "profile_sync_single_update_delay_seconds"
 # An older commit measured right before this tree at each rate (before/after), and rounds.
 BEFORE = os.environ.get("BENCH_BEFORE", "")
+SEPARATE = os.environ.get("BENCH_URGENT_TOPICS", "same") == "separate"
+# Niceness of the background producer: in production the producers run elsewhere; here
+# they share 2 cores with the service, and a Python producer at 10,000 events/s takes more
+# CPU than the service. 0 lets it compete on equal terms.
+NICE = int(os.environ.get("BENCH_URGENT_NICE", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 LOG = stack.REPO / ".local" / "bench-urgent-service.log"  # the services' stderr
 
@@ -92,9 +101,11 @@ def one_rate(
     topic = f"bench.urgent.{uuid.uuid4().hex[:6]}"
     bg = stack.new_topics("bench.urgent-bg")
     stack.create_topics(bootstrap, [topic, *bg], 3)
+    if not SEPARATE:
+        bg[:2] = [topic, topic]  # the background's POS and CRM events go to the probes' topic
     control = EmulatorControl(url, timeout=60)  # the profile dump grows with the background
     env = stack.service_env(bootstrap, bg, url, batch_linger_seconds="10")
-    env["PROFILE_SYNC_TOPICS"] = ",".join([topic, *bg[:2]])
+    env["PROFILE_SYNC_TOPICS"] = ",".join(dict.fromkeys([topic, *bg[:2]]))
     env["PYTHONPATH"] = str(tree)
     port = env["PROFILE_SYNC_HTTP_PORT"]
     service = subprocess.Popen(
@@ -133,7 +144,7 @@ def one_rate(
         if background:
             background_proc = stack.produce_sample(
                 bootstrap, bg, int(background * seconds), 50_000,
-                "--rate", str(background), "--urgent-share", "0", wait=False,
+                "--rate", str(background), "--urgent-share", "0", wait=False, nice=NICE,
             )  # fmt: skip
             time.sleep(2)  # the background reaches its rate before the first probe
         consumed_before = stack.scrape(port, "profile_sync_events_consumed_total")
@@ -209,7 +220,15 @@ def main() -> None:
         json.loads((stack.REPO / "schemas" / "profile_change.avsc").read_text())
     )
     with stack.broker(29192) as bootstrap, stack.emulator() as url:
-        print(f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger 10 s")
+        mode = (
+            "POS/CRM topics of their own: repartition mode"
+            if SEPARATE
+            else ("one topic keyed by profile: direct mode")
+        )
+        print(
+            f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger 10 s; {mode}; "
+            f"background producer at niceness {NICE} (BENCH_URGENT_NICE)"
+        )
         before = checkout(BEFORE) if BEFORE else None
         for background in BACKGROUND:
             for _ in range(ROUNDS):
