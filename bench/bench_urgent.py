@@ -9,7 +9,8 @@ three topics, so the repartition mode (docs/repartition.md). The probe profiles 
 created through bulk first (the single-update API never creates a profile); then
 BENCH_URGENT_EVENTS (300) URGENT events are produced at BENCH_URGENT_RATE (50/s) while the
 background runs (its producer at niceness BENCH_URGENT_NICE, 10: upstream producers run
-elsewhere in production). Printed per rate:
+elsewhere in production; the emulator runs in a process of its own, Target being remote).
+Printed per rate:
 
 - the service's own ``profile_sync_single_update_delay_seconds`` histogram (occurred_at to
   Target accepting the single update): share within each bucket bound, p50/p99 estimated;
@@ -39,7 +40,7 @@ from typing import Any
 import fastavro
 import stack
 from bench_ceiling import checkout
-from bench_emulator import cpu_seconds
+from bench_emulator import cpu_seconds, start_emulator
 from confluent_kafka import Producer
 
 from emulator.client import EmulatorControl
@@ -219,24 +220,33 @@ def main() -> None:
     schema = fastavro.parse_schema(
         json.loads((stack.REPO / "schemas" / "profile_change.avsc").read_text())
     )
-    with stack.broker(29192) as bootstrap, stack.emulator() as url:
-        mode = (
-            "POS/CRM topics of their own: repartition mode"
-            if SEPARATE
-            else ("one topic keyed by profile: direct mode")
-        )
-        print(
-            f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger 10 s; {mode}; "
-            f"background producer at niceness {NICE} (BENCH_URGENT_NICE)"
-        )
-        before = checkout(BEFORE) if BEFORE else None
-        for background in BACKGROUND:
-            for _ in range(ROUNDS):
-                if before is not None:
-                    print(f"[{BEFORE}]", end=" ")
-                    one_rate(bootstrap, url, background, schema, before)
-                    print("[this tree]", end=" ")
-                one_rate(bootstrap, url, background, schema)
+    # The emulator in a process of its own, as Target is remote: in this process its HTTP
+    # threads would share the interpreter with the probe producer's pacing loop.
+    emulator, url = start_emulator()
+    try:
+        with stack.broker(29192) as bootstrap:
+            run(bootstrap, url, schema)
+    finally:
+        emulator.terminate()
+        emulator.wait(30)
+
+
+def run(bootstrap: str, url: str, schema: Any) -> None:
+    mode = "POS/CRM topics of their own: repartition mode" if SEPARATE else "one topic"
+    if not SEPARATE:
+        mode += " keyed by profile: direct mode"
+    print(
+        f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger 10 s; {mode}; "
+        f"background producer at niceness {NICE} (BENCH_URGENT_NICE)"
+    )
+    before = checkout(BEFORE) if BEFORE else None
+    for background in BACKGROUND:
+        for _ in range(ROUNDS):
+            if before is not None:
+                print(f"[{BEFORE}]", end=" ")
+                one_rate(bootstrap, url, background, schema, before)
+                print("[this tree]", end=" ")
+            one_rate(bootstrap, url, background, schema)
 
 
 if __name__ == "__main__":
