@@ -1,16 +1,16 @@
 """Urgent-path latency under background load: 0, 2,000 and 10,000 events/s.
 
 For each background rate (BENCH_URGENT_BACKGROUND, default "0,2000,10000") a fresh
-``profile-sync run`` (10 s linger) consumes the urgent probe topic, into which a background
-``produce-sample --rate R`` also writes NORMAL events (50,000 profiles), keyed by profile
-like the probes: one topic keyed by profile, so the service runs in the direct mode.
-BENCH_URGENT_TOPICS=separate puts the background in POS/CRM topics of their own instead:
-three topics, so the repartition mode (docs/repartition.md). The probe profiles are
-created through bulk first (the single-update API never creates a profile); then
-BENCH_URGENT_EVENTS (300) URGENT events are produced at BENCH_URGENT_RATE (50/s) while the
-background runs (its producer at niceness BENCH_URGENT_NICE, 10: upstream producers run
-elsewhere in production; the emulator runs in a process of its own, Target being remote).
-Printed per rate:
+``profile-sync run`` (10 s linger, BENCH_URGENT_LINGER) consumes the urgent probe topic,
+into which a background ``produce-sample --rate R`` also writes NORMAL events (50,000
+profiles), keyed by profile like the probes: one topic keyed by profile, so the service
+runs in the direct mode. BENCH_URGENT_TOPICS=separate puts the background in POS/CRM
+topics of their own instead: three topics, so the repartition mode (docs/repartition.md).
+The probe profiles are created through bulk first (the single-update API never creates a
+profile); then BENCH_URGENT_EVENTS (300) URGENT events are produced at BENCH_URGENT_RATE
+(50/s) while the background runs (its producer at niceness BENCH_URGENT_NICE, 10:
+upstream producers run elsewhere in production; the emulator runs in a process of its
+own, Target being remote). Printed per rate:
 
 - the service's own ``profile_sync_single_update_delay_seconds`` histogram (occurred_at to
   Target accepting the single update): share within each bucket bound, p50/p99 estimated;
@@ -56,6 +56,7 @@ SEPARATE = os.environ.get("BENCH_URGENT_TOPICS", "same") == "separate"
 # they share 2 cores with the service, and a Python producer at 10,000 events/s takes more
 # CPU than the service. 0 lets it compete on equal terms.
 NICE = int(os.environ.get("BENCH_URGENT_NICE", "10"))
+LINGER = os.environ.get("BENCH_URGENT_LINGER", "10")  # the service's bulk linger, seconds
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 LOG = stack.REPO / ".local" / "bench-urgent-service.log"  # the services' stderr
 
@@ -105,7 +106,7 @@ def one_rate(
     if not SEPARATE:
         bg[:2] = [topic, topic]  # the background's POS and CRM events go to the probes' topic
     control = EmulatorControl(url, timeout=60)  # the profile dump grows with the background
-    env = stack.service_env(bootstrap, bg, url, batch_linger_seconds="10")
+    env = stack.service_env(bootstrap, bg, url, batch_linger_seconds=LINGER)
     env["PROFILE_SYNC_TOPICS"] = ",".join(dict.fromkeys([topic, *bg[:2]]))
     env["PYTHONPATH"] = str(tree)
     port = env["PROFILE_SYNC_HTTP_PORT"]
@@ -236,7 +237,7 @@ def run(bootstrap: str, url: str, schema: Any) -> None:
     if not SEPARATE:
         mode += " keyed by profile: direct mode"
     print(
-        f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger 10 s; {mode}; "
+        f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger {LINGER} s; {mode}; "
         f"background producer at niceness {NICE} (BENCH_URGENT_NICE)"
     )
     before = checkout(BEFORE) if BEFORE else None
