@@ -169,6 +169,7 @@ class Loop:
             timeout = 0.0  # a cut is being finished: do not wait for records to go on
         records = self.source.consume(self.settings.consume_batch_size, timeout)  # 1
         if records:
+            taken_at = self.clock.monotonic()
             self.intake.take(records)
         now = self.clock.monotonic()
         self.cut(now, work=CUT_ROWS_PER_TURN + CUT_ROWS_PER_RECORD * len(records))  # 2
@@ -184,6 +185,8 @@ class Loop:
             self.single.save_state()
         if self.metrics is not None:
             set_gauges(self, self.metrics, now)
+            if records:
+                self.metrics.loop_turn.observe(self.clock.monotonic() - taken_at)
         return len(records)
 
     def cut(self, now: float, trigger: str = "", work: int | None = None) -> None:

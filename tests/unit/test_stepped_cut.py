@@ -172,3 +172,11 @@ def test_a_profile_keeps_its_guard_while_a_stepped_cut_pushes_carry_forward_past
     batcher.cut_all("linger")
     (third,) = batcher.take_ready()
     assert parse_batch(third.body)[1] == [("p", {"city": "Lyon"})]
+
+
+def test_the_turns_that_read_records_are_timed_for_operators() -> None:
+    rig = Rig()
+    rig.source.produce(A, [event("p1"), event("p2")])
+    rig.source.assign({A})
+    rig.turns(3)  # one turn reads both records, two find nothing
+    assert rig.gauge("loop_turn_seconds_count") == 1
