@@ -200,7 +200,7 @@ class Loop:
         else:
             budget = self.budget
             # Linger, unless the budget has no call for it now: then the batch grows.
-            if budget is None or budget.room(now) > self.uploads.busy:
+            if budget is None or budget.room(now) > self.uploads.busy + batcher.cutting:
                 batcher.cut_due(now)
             if batcher.open_bytes >= self.settings.buffer_max_bytes:
                 batcher.cut_all("memory")
