@@ -37,6 +37,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 # PROFILE_SYNC_REPARTITION for both trees: "never" measures the direct mode's path (the
 # backlog's two topics otherwise make ``auto`` choose the repartition mode).
 MODE = os.environ.get("BENCH_REPARTITION", "")
+# --exit-when-idle: releases before the fix counted turns paused by backpressure as idle
+# and could stop mid-backlog while carry-forward waited for completions; give them time.
+IDLE = os.environ.get("BENCH_IDLE_SECONDS", "2")
 
 
 def checkout(ref: str) -> Path:
@@ -71,7 +74,7 @@ def drain(tree: Path, bootstrap: str, topics: list[str], target_url: str) -> tup
         env["PROFILE_SYNC_REPARTITION"] = MODE
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        [sys.executable, "-m", "consumer", "run", "--exit-when-idle", "2", "--summary"],
+        [sys.executable, "-m", "consumer", "run", "--exit-when-idle", IDLE, "--summary"],
         env=env,
         capture_output=True,
         text=True,
