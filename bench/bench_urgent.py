@@ -8,17 +8,19 @@ runs in the direct mode. BENCH_URGENT_TOPICS=separate puts the background in POS
 topics of their own instead: three topics, so the repartition mode (docs/repartition.md).
 The probe profiles are created through bulk first (the single-update API never creates a
 profile); then BENCH_URGENT_EVENTS (300) URGENT events are produced at BENCH_URGENT_RATE
-(50/s) while the background runs (its producer at niceness BENCH_URGENT_NICE, 10:
-upstream producers run elsewhere in production; the emulator runs in a process of its
-own, Target being remote). Printed per rate:
+(50/s) while the background runs, once the service consumes it at its rate (a steady
+stream, not a start-up catch-up). The background producer runs at niceness
+BENCH_URGENT_NICE (10): upstream producers run elsewhere in production. The emulator runs
+in a process of its own, Target being remote. Printed per rate:
 
 - the service's own ``profile_sync_single_update_delay_seconds`` histogram (occurred_at to
   Target accepting the single update): share within each bucket bound, p50/p99 estimated;
 - the emulator's side: produce -> single update received (p50, p90, p99, max).
 
 Environment: BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT,
-29192); BENCH_BEFORE=REF measures an older commit's service right before this one at each
-rate, BENCH_ROUNDS times (default 1).
+29192); BENCH_ENV="NAME=value,..." adds settings to the service; BENCH_BEFORE=REF
+measures an older commit's service right before this one at each rate, BENCH_ROUNDS times
+(default 1).
 Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_urgent.py`.
 """
 
@@ -97,6 +99,20 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return prev_bound
 
 
+def steady(port: str, rate: int, timeout: float = 60.0) -> None:
+    """Wait until the service consumes the background at its rate, not faster (catching up
+    with a start-up backlog): two seconds in a row within 20% of ``rate``."""
+    started = time.monotonic()
+    calm = 0
+    last = stack.scrape(port, "profile_sync_events_consumed_total")
+    while calm < 2 and time.monotonic() - started < timeout:
+        time.sleep(1.0)  # a pace to measure over, not a wait for a condition
+        now = stack.scrape(port, "profile_sync_events_consumed_total")
+        calm = calm + 1 if 0.8 * rate <= now - last <= 1.2 * rate else 0
+        last = now
+    print(f"(steady after {time.monotonic() - started:.0f} s)", end=" ")
+
+
 def one_rate(
     bootstrap: str, url: str, background: int, schema: Any, tree: Path = stack.REPO
 ) -> None:
@@ -109,6 +125,8 @@ def one_rate(
     env = stack.service_env(bootstrap, bg, url, batch_linger_seconds=LINGER)
     env["PROFILE_SYNC_TOPICS"] = ",".join(dict.fromkeys([topic, *bg[:2]]))
     env["PYTHONPATH"] = str(tree)
+    # BENCH_ENV="NAME=value,...": settings to try, for both trees.
+    env.update(kv.split("=", 1) for kv in os.environ.get("BENCH_ENV", "").split(",") if kv)
     port = env["PROFILE_SYNC_HTTP_PORT"]
     service = subprocess.Popen(
         [sys.executable, "-m", "consumer", "run"],
@@ -148,7 +166,7 @@ def one_rate(
                 bootstrap, bg, int(background * seconds), 50_000,
                 "--rate", str(background), "--urgent-share", "0", wait=False, nice=NICE,
             )  # fmt: skip
-            time.sleep(2)  # the background reaches its rate before the first probe
+            steady(port, background)  # the probes measure a steady stream, not a catch-up
         consumed_before = stack.scrape(port, "profile_sync_events_consumed_total")
         cpu_before = cpu_seconds(service.pid)
         decided_before = stack.scrape(port, "profile_sync_single_updates_total")
