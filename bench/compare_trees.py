@@ -72,6 +72,8 @@ def drain(tree: Path, bootstrap: str, topics: list[str], target_url: str) -> tup
     }
     if MODE:
         env["PROFILE_SYNC_REPARTITION"] = MODE
+    # BENCH_ENV="NAME=value,...": settings to try, for both trees.
+    env.update(kv.split("=", 1) for kv in os.environ.get("BENCH_ENV", "").split(",") if kv)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, "-m", "consumer", "run", "--exit-when-idle", IDLE, "--summary"],
