@@ -247,6 +247,13 @@ def test_urgent_events_in_a_saturating_backlog_are_all_sent_and_shutdown_drains(
     assert skipped == 0, service.metrics()
     assert len(_single_requests(s)) >= len(urgent)
 
+    # The whole backlog read (none of it uploaded yet: 30 s linger), then the SIGTERM.
+    total = len(background) + len(urgent)
+    wait_for(
+        lambda: service.metric("profile_sync_events_consumed_total") >= total,
+        60,
+        "the backlog consumed",
+    )
     service.signal(signal.SIGTERM)
     assert service.wait(15 + 5) == 0  # the shutdown timeout, plus the interpreter's exit
     s.wait_for_state(s.expected(background + urgent))
