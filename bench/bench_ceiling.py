@@ -148,6 +148,10 @@ def run_ceiling(bootstrap: str, topics: list[str]) -> float:
 # is the path of one topic keyed by profile (PROFILE_SYNC_REPARTITION=never), ``repartition``
 # the default with two topics (every event forwarded through the repartition topic).
 MODES = {"direct": {"repartition": "never"}, "repartition": {}}
+# Seconds without a record before the service exits (``--exit-when-idle``), per mode. The
+# direct mode pauses consumption for seconds while carry-forward waits for batch
+# completions; before ``run`` counted a pause as not idle, 3 s stopped it mid-backlog.
+IDLE_SECONDS = {"direct": "8", "repartition": "3"}
 
 
 def run_service(
@@ -164,9 +168,10 @@ def run_service(
         bootstrap, topics, url, batch_linger_seconds="1", single_enabled="false", **MODES[mode]
     )
     env["PYTHONPATH"] = str(tree)
+    idle = IDLE_SECONDS[mode]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        [sys.executable, *wrap, "-m", "consumer", "run", "--exit-when-idle", "3", "--summary"],
+        [sys.executable, *wrap, "-m", "consumer", "run", "--summary", "--exit-when-idle", idle],
         env=env,
         capture_output=True,
         text=True,
