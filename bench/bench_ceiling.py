@@ -229,9 +229,9 @@ def main() -> None:
                         f"{idle:.2f} s start-up/idle)   ratio {rate / ceil_rates[-1]:.2f}   "
                         f"load {stack.load_average()}"
                     )
-        c = statistics.median(ceil_rates)
+        c = statistics.median(ceil_rates) if ceil_rates else 0.0  # BENCH_ROUNDS=0: profile only
         print(f"median: ceiling {c:,.0f} events/CPU-s")
-        for (name, mode), rs in rates.items():
+        for (name, mode), rs in rates.items() if c else ():
             s = statistics.median(rs)
             print(
                 f"median: {mode:<11} {name:<10} {s:>8,.0f} events/CPU-s, ratio of medians "
