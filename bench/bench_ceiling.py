@@ -21,7 +21,8 @@ spends its time.
 
 Environment: BENCH_EVENTS (300,000), BENCH_PROFILES (60,000), BENCH_ROUNDS,
 BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT, 29592),
-BENCH_BEFORE (a commit whose service is measured in the same rounds, e.g. main).
+BENCH_BEFORE (a commit whose service is measured in the same rounds, e.g. main),
+BENCH_MODES (direct,repartition), BENCH_PROFILE_MODE.
 Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_ceiling.py`.
 """
 
@@ -152,6 +153,8 @@ MODES = {"direct": {"repartition": "never"}, "repartition": {}}
 # direct mode pauses consumption for seconds while carry-forward waits for batch
 # completions; before ``run`` counted a pause as not idle, 3 s stopped it mid-backlog.
 IDLE_SECONDS = {"direct": "8", "repartition": "3"}
+# The modes measured in the rounds (BENCH_MODES=repartition: that one only, for more rounds).
+MEASURED = [m for m in os.environ.get("BENCH_MODES", ",".join(MODES)).split(",") if m in MODES]
 
 
 def run_service(
@@ -210,7 +213,7 @@ def main() -> None:
             trees[BEFORE] = checkout(BEFORE)
         ceil_rates: list[float] = []
         # (tree, mode) -> ratio per round
-        ratios: dict[tuple[str, str], list[float]] = {(t, m): [] for t in trees for m in MODES}
+        ratios: dict[tuple[str, str], list[float]] = {(t, m): [] for t in trees for m in MEASURED}
         rates: dict[tuple[str, str], list[float]] = {k: [] for k in ratios}
         for n in range(ROUNDS):
             ceil_cpu = run_ceiling(bootstrap, topics)
@@ -219,7 +222,7 @@ def main() -> None:
                 f"round {n + 1}: ceiling {ceil_rates[-1]:>8,.0f} ev/CPU-s ({ceil_cpu:.2f} s)   "
                 f"load {stack.load_average()}"
             )
-            for mode in MODES:
+            for mode in MEASURED:
                 for name, tree in trees.items():
                     rate, cpu, idle = service_rate(bootstrap, topics, empty, url, tree, mode)
                     rates[(name, mode)].append(rate)
