@@ -2,9 +2,10 @@
 sent, kept in the compacted changelog topic so that a new owner knows it after a rebalance.
 
 ``LoggedCarry`` is the carry-forward (consumer/core/carry.py) that also writes, for every
-row of a batch as its cut is finished (in steps, before the upload), one changelog record: key = the profile's repartition key
-(so the record lands in the changelog partition of the same number as the profile's
-repartition partition), value = ``encode_stamps`` of every attribute sent for it so far.
+row of a batch as its cut is finished (in steps, before the upload), one changelog record:
+key = the profile's repartition key (so the record lands in the changelog partition of the
+same number as the profile's repartition partition), value = ``encode_stamps`` of every
+attribute sent for it so far.
 The repartition offsets of a batch are committed only after those writes are
 acknowledged (``consumer/core/ownership.py`` holds them back), so whatever a committed
 offset let go of is in the changelog. Writing at the cut, before Target answers, can only
