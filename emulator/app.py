@@ -110,10 +110,18 @@ class EmulatorApp:
         """End any injected latency still being waited out (the server is stopping)."""
         self._closing.set()
 
-    def tick(self) -> int:
-        """Apply every batch and single update that is due (the server calls this regularly)."""
-        with self.lock:
-            return self.store.advance()
+    def tick(self, step_rows: int | None = None) -> int:
+        """Apply every batch and single update that is due (the server calls this regularly).
+
+        ``step_rows``: let go of the lock after about that many rows of a batch and take it
+        again, so that requests are answered while a large batch applies."""
+        applied = 0
+        while True:
+            with self.lock:
+                applied += self.store.advance(step_rows)
+                if not self.store.applying:
+                    return applied
+            time.sleep(0)  # a request thread waiting for the lock takes it now
 
     # -- WSGI
 

@@ -30,6 +30,7 @@ from urllib.parse import unquote
 
 from emulator.app import DropConnection, EmulatorApp
 from emulator.config import EmulatorConfig, add_arguments
+from emulator.state import APPLY_STEP_ROWS
 
 # An idle keep-alive connection is closed after this long; long enough for any client pool
 # between calls, short enough that abandoned connections do not pile up threads.
@@ -255,6 +256,8 @@ class EmulatorServer:
         return f"http://{host}:{self.port}"
 
     def start(self) -> EmulatorServer:
+        # Batches apply in steps with the lock let go between them (the ticker, and reads).
+        self.app.store.read_step_rows = APPLY_STEP_ROWS
         serve = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -270,7 +273,7 @@ class EmulatorServer:
     def _tick(self) -> None:
         interval = self.app.config.tick_seconds
         while not self._stopping.wait(interval):
-            self.app.tick()
+            self.app.tick(APPLY_STEP_ROWS)
 
     def stop(self) -> None:
         """Stop accepting, close open connections, stop the ticker; idempotent."""

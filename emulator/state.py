@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
@@ -29,6 +29,8 @@ from emulator.quota import RollingQuota
 
 # Outcomes of one write to one profile.
 OK, NOT_FOUND, FAILED = 0, 1, 2
+# Rows of a batch applied between two chances for the server to answer requests.
+APPLY_STEP_ROWS = 1_000
 
 
 def iso(epoch: float) -> str:
@@ -145,6 +147,12 @@ class Store:
         self._batches: dict[str, BatchRecord] = {}
         self._accepted = 0  # batches accepted since the reset: the newest ordinal
         self._heap: list[tuple[float, int, BatchRecord | SingleUpdate]] = []
+        # The batch being applied in steps (``advance`` with ``max_rows``), if any.
+        self._applying: Iterator[int] | None = None
+        # Rows of batches a read applies before it answers (None: everything due). The
+        # server sets it: its ticker applies the rest, and no read holds the lock for a
+        # whole large file.
+        self.read_step_rows: int | None = None
         self._seq = 0
         self._single_seq = 0
         self._pending_index: dict[str, dict[str, BatchRecord]] = {t: {} for t in ID_TYPES}
@@ -223,7 +231,7 @@ class Store:
             index[pid] = record
 
     def batch(self, batch_id: str) -> BatchRecord | None:
-        self.advance()
+        self.advance(self.read_step_rows)
         return self._batches.get(batch_id)
 
     def status_withheld(self, record: BatchRecord) -> str | None:
@@ -241,11 +249,11 @@ class Store:
         return None
 
     def lost_rows(self) -> list[tuple[BatchRecord, LostRow]]:
-        self.advance()
+        self.advance(self.read_step_rows)
         return [(record, lost) for record in self._batches.values() for lost in record.lost]
 
     def batches(self) -> list[BatchRecord]:
-        self.advance()
+        self.advance(self.read_step_rows)
         return list(self._batches.values())
 
     # -- single updates
@@ -276,29 +284,61 @@ class Store:
     def pending(self) -> tuple[int, int]:
         """(batches, single updates) accepted but not yet applied."""
         batches = sum(1 for _, _, item in self._heap if isinstance(item, BatchRecord))
-        return batches, len(self._heap) - batches
+        return batches + (self._applying is not None), len(self._heap) - batches
 
-    def advance(self) -> int:
-        """Apply everything that is due; return how many batches and updates were applied."""
+    @property
+    def applying(self) -> bool:
+        """A batch is part applied (``advance`` with ``max_rows`` goes on with it)."""
+        return self._applying is not None
+
+    def advance(self, max_rows: int | None = None) -> int:
+        """Apply everything that is due; return how many batches and updates were applied.
+
+        ``max_rows``: return once about that many rows of batches were applied (the server
+        releases its lock between calls, so requests are answered while a large file
+        applies, as Target's other APIs do). The batch is resumed by the next call, its
+        status still ``processing``; nothing due after it applies before it ends.
+        """
+        applied = 0
+        if self._applying is not None:
+            done, max_rows = self._resume(max_rows)
+            if not done:
+                return applied
+            applied += 1
         heap = self._heap
         if not heap:
-            return 0
+            return applied
         now = self._clock()
         if heap[0][0] > now:
-            return 0
+            return applied
         wall_now = self._wall()
-        applied = 0
         while heap and heap[0][0] <= now:
             due, _, item = heapq.heappop(heap)
             write_epoch = wall_now - (now - due)
             if isinstance(item, BatchRecord):
-                self._apply_batch(item, Write(due, write_epoch, f"batch:{item.batch_id}"))
+                write = Write(due, write_epoch, f"batch:{item.batch_id}")
+                self._applying = self._apply_batch(item, write)
+                done, max_rows = self._resume(max_rows)
+                if not done:
+                    return applied
             else:
                 self._apply_single(item, Write(due, write_epoch, f"single:{item.seq}"))
             applied += 1
         return applied
 
-    def _apply_batch(self, record: BatchRecord, write: Write) -> None:
+    def _resume(self, max_rows: int | None) -> tuple[bool, int | None]:
+        """Go on applying the batch under way: (finished, rows of the budget left)."""
+        assert self._applying is not None
+        for rows in self._applying:
+            if max_rows is not None:
+                max_rows -= rows
+                if max_rows <= 0:
+                    return False, max_rows
+        self._applying = None
+        return True, max_rows
+
+    def _apply_batch(self, record: BatchRecord, write: Write) -> Iterator[int]:
+        """Apply ``record``'s rows, yielding the count of each ``APPLY_STEP_ROWS`` done."""
         file = record.file
         assert file is not None  # pending batches always keep their rows
         table = self._profiles[record.id_type]
@@ -309,6 +349,8 @@ class Store:
         any_value = False
         doomed = self._rows_to_lose(record)
         for row in iter_rows(file):
+            if row.number % APPLY_STEP_ROWS == 0:
+                yield APPLY_STEP_ROWS
             if row.error is not None:
                 failed += 1
                 continue
@@ -405,14 +447,14 @@ class Store:
     # -- reading
 
     def profile(self, id_type: str, profile_id: str) -> Profile | None:
-        self.advance()
+        self.advance(self.read_step_rows)
         return self._profiles[id_type].get(profile_id)
 
     def profile_count(self) -> int:
         return sum(len(t) for t in self._profiles.values())
 
     def dump(self, details: bool) -> dict[str, dict[str, Any]]:
-        self.advance()
+        self.advance(self.read_step_rows)
         out: dict[str, dict[str, Any]] = {}
         for id_type, table in self._profiles.items():
             if details:

@@ -262,3 +262,31 @@ def test_upload_refused_unread_when_content_length_is_far_over_the_limit(
     )
     assert isinstance(response, httpx.Response)
     assert "<success>false</success>" in response.text and "limit is 100 bytes" in response.text
+
+
+def test_a_large_batch_applies_in_steps_with_requests_answered_between_them(
+    make_emulator: Callable[..., InProcess],
+) -> None:
+    # The server applies 1,000 rows at a time and lets requests in between (Target's other
+    # APIs do not stop while a file applies); the outcome is the batch's, whole.
+    stepped, whole = make_emulator(), make_emulator()
+    stepped.app.store.read_step_rows = 1_000  # as the server sets it
+    rows = [f"p{i},gold" for i in range(2_500)]
+    uploads = {}
+    for emu in (stepped, whole):
+        emu.target.upload(batch("batch=thirdPartyId,tier", "p0,seed"))
+        emu.control.tick()
+        emu.target.single(mbox3rdPartyId="p0", **{"profile.city": "Lyon"})  # due first
+        uploads[emu] = emu.target.upload(batch("batch=thirdPartyId,tier", *rows))
+        emu.target.single(mbox3rdPartyId="p0", **{"profile.tier": "platinum"})  # due after
+    assert whole.app.tick() == 3
+    assert stepped.app.store.advance(max_rows=1_000) == 1  # the first single, part batch
+    assert stepped.app.store.pending() == (1, 1)  # the batch under way, the later single
+    # A read answers with the batch still under way (it applies 1,000 rows more at most).
+    assert stepped.target.attrs("p0") == {"tier": "gold", "city": "Lyon"}
+    assert stepped.app.store.applying
+    assert stepped.app.tick(1_000) == 2  # the ticker: the rest of the batch, then the single
+    for emu in (stepped, whole):
+        assert emu.target.status(uploads[emu])["status"] == "complete"
+        assert emu.target.attrs("p0") == {"tier": "platinum", "city": "Lyon"}
+    assert stepped.control.profiles() == whole.control.profiles()
