@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import unquote
@@ -39,6 +39,8 @@ ProfileKey = tuple[IdType, str]
 MAX_READ_ATTEMPTS = 3
 # Seconds between tries of a failed read.
 READ_RETRY_SECONDS = 30.0
+# Bytes of a completed batch file scanned for the sample in one step (a few hundred rows).
+SCAN_STEP_BYTES = 64 * 1024
 
 
 class Verdict(StrEnum):
@@ -157,11 +159,19 @@ class AuditQueue:
         self._in_batch: dict[int, dict[ProfileKey, int]] = {}  # repair batch -> repairs
         self._repairing: OrderedDict[ProfileKey, int] = OrderedDict()
         self.skipped = 0  # rows not sampled because memory was full (for a counter)
+        # Completed batches whose rows are still to be scanned (``scan``), and their rows.
+        self._scans: deque[Iterator[tuple[int, int]]] = deque()
+        self._unscanned = 0
 
     @property
     def pending(self) -> int:
-        """Rows waiting for a read (or for another try of one)."""
-        return len(self._waiting) + len(self._retries)
+        """Rows waiting for a read (or for another try of one), and those of completed
+        batches not scanned yet (as many as the sample share will take, at least one
+        per batch: a batch that completed is never shown as nothing to audit)."""
+        waiting = len(self._waiting) + len(self._retries)
+        if self._scans:
+            waiting += max(len(self._scans), round(self._unscanned * self.share))
+        return waiting
 
     @property
     def repairing(self) -> int:
@@ -169,49 +179,87 @@ class AuditQueue:
 
     def on_complete(self, batch: BatchFile, now: float) -> int:
         """``batch`` completed: schedule its sampled rows and its repairs; returns how many."""
+        self.defer(batch, now)
+        return self.scan()
+
+    def defer(self, batch: BatchFile, now: float) -> None:
+        """``batch`` completed: its rows are scanned for the sample by ``scan``, a few
+        thousand at a time (the loop's thread runs it, and reads urgent events too)."""
         repairs = self._in_batch.pop(batch.batch_id, None)
         if self.share <= 0.0 and not repairs:
-            return 0
-        lines = batch.body.decode("ascii").split("\n")
-        header = lines[0].split(",")
+            return
+        self._scans.append(self._scan(batch, now + self.settle_seconds, repairs))
+        self._unscanned += batch.row_count
+
+    def scan(self, max_rows: int | None = None) -> int:
+        """Scan up to ``max_rows`` rows of completed batches (None: all); returns how many
+        rows were scheduled for a read."""
+        scheduled = 0
+        scans = self._scans
+        while scans and (max_rows is None or max_rows > 0):
+            for rows, chosen in scans[0]:
+                scheduled += chosen
+                self._unscanned -= rows
+                if max_rows is not None:
+                    max_rows -= rows
+                    if max_rows <= 0:
+                        break
+            else:
+                scans.popleft()
+        return scheduled
+
+    def _scan(
+        self, batch: BatchFile, due: float, repairs: dict[ProfileKey, int] | None
+    ) -> Iterator[tuple[int, int]]:
+        """Schedule ``batch``'s sampled rows and repairs; yields (rows scanned, scheduled)
+        every ``SCAN_STEP_BYTES`` of the file."""
+        text = batch.body.decode("ascii")
+        start = text.index("\n") + 1
+        header = text[: start - 1].split(",")
         id_type = IdType(header[0].removeprefix("batch="))
         names = [unquote(n) for n in header[1:]]
-        due = now + self.settle_seconds
         share = self.share
-        scheduled = 0
-        for line in lines[1:]:
-            # Only sampled rows are decoded: at 1% this is a hash per row, not a parse.
-            id_enc, _, rest = line.partition(",")
-            if not id_enc:
-                continue
-            profile_id = unquote(id_enc) if "%" in id_enc else id_enc
-            key = (id_type, profile_id)
-            done = repairs.get(key) if repairs else None
-            if done is not None:
-                kind = Kind.REPAIR
-            elif sampled(id_type, profile_id, share):
-                kind = Kind.SAMPLE
-            else:
-                continue
-            if self.pending >= self.max_pending:
-                self.skipped += 1
-                continue
-            cells = rest.split(",")
-            attrs = {names[i]: unquote(c) for i, c in enumerate(cells) if c}
-            self._waiting.append(
-                AuditRow(
-                    id_type,
-                    profile_id,
-                    attrs,
-                    batch.batch_id,
-                    batch.oldest_occurred_at,
-                    due,
-                    kind,
-                    repairs=self._repairing.get(key, 0),
+        while start < len(text):
+            end = text.rfind("\n", start, start + SCAN_STEP_BYTES)
+            if end < start:  # one line longer than a step
+                end = text.find("\n", start + SCAN_STEP_BYTES)
+                end = len(text) if end < 0 else end
+            lines = text[start:end].split("\n")
+            start = end + 1
+            scheduled = 0
+            for line in lines:
+                # Only sampled rows are decoded: at 1% this is a hash per row, not a parse.
+                id_enc, _, rest = line.partition(",")
+                if not id_enc:
+                    continue
+                profile_id = unquote(id_enc) if "%" in id_enc else id_enc
+                key = (id_type, profile_id)
+                done = repairs.get(key) if repairs else None
+                if done is not None:
+                    kind = Kind.REPAIR
+                elif sampled(id_type, profile_id, share):
+                    kind = Kind.SAMPLE
+                else:
+                    continue
+                if len(self._waiting) + len(self._retries) >= self.max_pending:
+                    self.skipped += 1
+                    continue
+                cells = rest.split(",")
+                attrs = {names[i]: unquote(c) for i, c in enumerate(cells) if c}
+                self._waiting.append(
+                    AuditRow(
+                        id_type,
+                        profile_id,
+                        attrs,
+                        batch.batch_id,
+                        batch.oldest_occurred_at,
+                        due,
+                        kind,
+                        repairs=self._repairing.get(key, 0),
+                    )
                 )
-            )
-            scheduled += 1
-        return scheduled
+                scheduled += 1
+            yield len(lines), scheduled
 
     def take_due(self, now: float, limit: int) -> list[AuditRow]:
         """Up to ``limit`` rows whose read is due, oldest first."""
@@ -265,6 +313,8 @@ class AuditQueue:
         dropped = self.pending
         self._waiting.clear()
         self._retries.clear()
+        self._scans.clear()
+        self._unscanned = 0
         self._in_batch.clear()
         self._repairing.clear()
         return dropped

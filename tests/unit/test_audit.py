@@ -127,3 +127,28 @@ def test_profiles_under_repair_are_bounded() -> None:
     for i in range(5):
         q.repair_sent((T, f"p{i}"), {i})
     assert q.repairing == 2
+
+
+def test_completed_batches_scanned_in_steps_schedule_what_a_whole_scan_does() -> None:
+    # The loop scans a few thousand rows a turn; long rows and special characters cross
+    # the step boundaries. Until a batch is scanned it still counts as waiting.
+    files = [
+        batch(
+            b,
+            [(f"p {b}-{i}%", {"x": "é" * (i % 7), "y": "," * (i % 3) or "v"}) for i in range(900)]
+            + [(f"long-{b}", {"x": "z" * 200_000})],
+        )
+        for b in (1, 2, 3)
+    ]
+    whole = AuditQueue(share=0.3, settle_seconds=0, max_pending=10_000)
+    stepped = AuditQueue(share=0.3, settle_seconds=0, max_pending=10_000)
+    expected = sum(whole.on_complete(f, now=0.0) for f in files)
+    for f in files:
+        stepped.defer(f, now=0.0)
+    assert stepped.take_due(0.0, 10_000) == []  # nothing scanned yet
+    assert stepped.pending >= len(files)
+    scheduled = [stepped.scan(max_rows=50) for _ in range(200)]  # 3 x 901 rows: 55 steps
+    assert len([n for n in scheduled if n]) > 3  # several steps per batch
+    assert sum(scheduled) == expected
+    assert stepped.pending == whole.pending == expected
+    assert stepped.take_due(0.0, 10_000) == whole.take_due(0.0, 10_000)
