@@ -6,14 +6,16 @@ is three immutable objects instead of a dict of cells:
 - ``cols``: one character per cell, ``chr(i)`` for the buffer's column ``i``;
 - ``vals``: the cells' values, already percent-encoded, each after a comma
   (``",gold,Z%C3%BCrich"``): an encoded value never holds a raw comma;
-- ``stamps``: per cell, when its value happened and where it came from, packed in one int
-  (``stamp(occurred_at, source)``); all cells of one event share one int object.
+- ``stamps``: per cell, when its value happened and where it came from
+  (``stamp(occurred_at, source)``, 64 bits), in one ``bytes``: each distinct stamp once
+  and a one-byte index per cell (layout below); a row's cells come from a few events.
 
 Plain slotted state, no logic beyond sizes and stamps.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from consumer.core.model import IdType
@@ -22,15 +24,25 @@ from consumer.target.wire import header_line
 if TYPE_CHECKING:
     from consumer.core.held import Guard
 
-# A stamp packs (occurred_at ms, source partition id): compare the time with ``>>``, the
-# source with ``&``. Python ints do not overflow, so any occurred_at fits. 19 bits keep a
-# stamp under 2**60 until 2039 (occurred_at < 2**41 ms), a two-digit int of 32 bytes
-# instead of 48: one per event in the buffer. Up to 524,286 partitions per process.
+# A stamp packs (occurred_at ms, source partition id) in 64 bits: compare the time with
+# ``>>``, the source with ``&``. Rows keep stamps as 8 big-endian bytes, so comparing two
+# packed stamps as bytes compares them as numbers. 19 bits of source leave 45 of time:
+# occurred_at below 2**45 ms (the year 3084; the intake refuses events more than a year
+# ahead); up to 524,286 partitions per process (a clear error beyond).
 SOURCE_BITS = 19
 SOURCE_MASK = (1 << SOURCE_BITS) - 1
+STAMP_BITS = 64
+MAX_OCCURRED_AT = (1 << (STAMP_BITS - SOURCE_BITS)) - 1
 # The source of stamps restored from outside this process (no partition of ours): it never
 # equals a real source, so such a stamp guards against older events from every partition.
 NO_SOURCE = SOURCE_MASK
+
+# A row's ``stamps`` (``b""`` for a row without cells): the table of its distinct stamps
+# (8 bytes each, table index i at 8 * i), then one index per cell in ``cols`` order, then
+# the number of table entries k in one byte (1-255). A row of more than 255 distinct
+# stamps (hundreds of events of one profile, each leaving a different attribute) has
+# 2-byte indexes and ends with k in 2 bytes and a zero byte instead.
+MAX_NARROW = 255
 
 
 # How many distinct row shapes a buffer shares (beyond that, rows keep their own).
@@ -45,6 +57,83 @@ def stamp_time(value: int) -> int:
     return value >> SOURCE_BITS
 
 
+def pack(value: int) -> bytes:
+    """One stamp as a row stores it."""
+    return value.to_bytes(8, "big")
+
+
+def open_stamps(stamps: bytes, cells: int) -> tuple[bytearray | list[int], bytearray]:
+    """(index per cell, table) of a row's ``stamps``, to be changed and ``close_stamps``-ed."""
+    if not stamps:
+        return bytearray(), bytearray()
+    k = stamps[-1]
+    if k:
+        return bytearray(stamps[8 * k : -1]), bytearray(stamps[: 8 * k])
+    k = int.from_bytes(stamps[-3:-1], "big")
+    return list(struct.unpack(f">{cells}H", stamps[8 * k : -3])), bytearray(stamps[: 8 * k])
+
+
+def close_stamps(index: bytearray | list[int], table: bytearray) -> bytes:
+    """A row's ``stamps`` from its index per cell and table (every entry in use)."""
+    k = len(table) >> 3
+    if not k:
+        return b""
+    if k <= MAX_NARROW:
+        return bytes(table) + bytes(index) + bytes((k,))
+    wide = struct.pack(f">{len(index)}H", *index)
+    return bytes(table) + wide + k.to_bytes(2, "big") + b"\x00"
+
+
+def drop_unused(index: bytearray | list[int], table: bytearray, old: int) -> bytearray | list[int]:
+    """Remove the first ``old`` table entries no cell uses any more (the last entry moves
+    into each freed place); returns the index, renumbered."""
+    for i in range(old - 1, -1, -1):
+        if i in index:
+            continue
+        last = (len(table) >> 3) - 1
+        if i != last:
+            table[8 * i : 8 * i + 8] = table[8 * last :]
+            if isinstance(index, bytearray):
+                index = index.replace(bytes((last,)), bytes((i,)))
+            else:
+                index = [i if x == last else x for x in index]
+        del table[8 * last :]
+    return index
+
+
+def cell_stamp(stamps: bytes, pos: int) -> bytes:
+    """The packed stamp of cell ``pos`` of a row's ``stamps``."""
+    k = stamps[-1]
+    if k:
+        i = stamps[8 * k + pos]
+    else:
+        k = int.from_bytes(stamps[-3:-1], "big")
+        i = int.from_bytes(stamps[8 * k + 2 * pos : 8 * k + 2 * pos + 2], "big")
+    return stamps[8 * i : 8 * i + 8]
+
+
+def pack_stamps(values: list[int]) -> bytes:
+    """A row's ``stamps`` from its stamps as ints, one per cell (``unpack_stamps`` undone)."""
+    entries = {v: i for i, v in enumerate(dict.fromkeys(values))}
+    index = [entries[v] for v in values]
+    table = bytearray(b"".join(pack(v) for v in entries))
+    return close_stamps(bytearray(index) if len(entries) <= MAX_NARROW else index, table)
+
+
+def unpack_stamps(stamps: bytes) -> list[int]:
+    """A row's stamps as ints, one per cell in ``cols`` order."""
+    if not stamps:
+        return []
+    k = stamps[-1]
+    if k:
+        table = struct.unpack(f">{k}Q", stamps[: 8 * k])
+        return [table[i] for i in stamps[8 * k : -1]]
+    k = int.from_bytes(stamps[-3:-1], "big")
+    table = struct.unpack(f">{k}Q", stamps[: 8 * k])
+    wide = stamps[8 * k : -3]
+    return [table[i] for i in struct.unpack(f">{len(wide) // 2}H", wide)]
+
+
 def raw_size(encoded: str) -> int:
     """UTF-8 bytes behind percent-encoded text: one character per safe byte, %XX per other."""
     return len(encoded) - 2 * encoded.count("%")
@@ -57,7 +146,7 @@ class Row:
         self,
         cols: str,
         vals: str,
-        stamps: tuple[int, ...],
+        stamps: bytes,
         guard: Guard | None,
     ) -> None:
         self.cols = cols
