@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from consumer.core.buffer import (
+    COUNT,
+    MAX_NARROW,
     MAX_OCCURRED_AT,
     NO_SOURCE,
     SOURCE_BITS,
@@ -37,6 +39,7 @@ from consumer.core.buffer import (
     cell_stamp,
     close_stamps,
     drop_unused,
+    insert_sorted,
     open_stamps,
     stamp,
 )
@@ -143,6 +146,11 @@ class Batcher:
             src = self._sources[update.tp] = len(self._sources)
             if src >= NO_SOURCE:  # never in practice: a stamp's source field is full
                 raise OverflowError(f"more than {NO_SOURCE - 1} partitions in one process")
+        if update.occurred_at > MAX_OCCURRED_AT:  # the intake refuses these long before
+            raise OverflowError(
+                f"occurred_at {update.occurred_at} is past {MAX_OCCURRED_AT}, the last"
+                " millisecond a 64-bit stamp holds (the year 3084)"
+            )
         id_enc = update.profile_id.translate(_TABLE)
         buffer = self._buffers[update.id_type]
         outcome = self._merge(buffer, id_enc, update, src, now)
@@ -198,27 +206,30 @@ class Batcher:
         vals = joined.split(",")  # vals[0] is "": value i is vals[i + 1]
         # The cells' stamps (consumer/core/buffer.py): an index into ``table`` per cell; this
         # event's stamp becomes entry ``k`` if any cell takes it.
-        index, table = open_stamps(packed, len(cols))
-        k = len(table) >> 3
-        if k >= 256 and isinstance(index, bytearray):
-            index = list(index)
+        k = packed[-1] if packed else 0
+        if k:  # open_stamps, inlined for the common (narrow) case
+            index: bytearray | list[int] = bytearray(packed[8 * k : -1])
+            table = packed[: 8 * k]
+        else:
+            index, table = open_stamps(packed, len(cols))  # none yet, or the wide form
+            k = len(table) >> 3
         slots = buffer.slots
         values = _VALUES
         occurred_at = update.occurred_at
         mine = occurred_at << SOURCE_BITS | src  # stamp(occurred_at, src), inlined
-        if occurred_at > MAX_OCCURRED_AT:  # the intake refuses such events long before
-            raise OverflowError(f"occurred_at {occurred_at} is past {MAX_OCCURRED_AT} (year 3084)")
         mine_b = mine.to_bytes(8, "big")
+        # The table is in order: only when its newest stamp is newer than this event can a
+        # cell hold a newer value (out of order: rare), so only then are cells compared.
+        newer = k and table[-8:] > mine_b
         changed = False
         for name, value in update.attributes.items():
             char = slots.get(name) or self._column(buffer, name, add=False)
             pos = cols.find(char) if char is not None else -1
             if pos >= 0:
-                at = index[pos] << 3
-                # Not older (the common case) is decided by one comparison of the bytes.
-                if table[at : at + 8] > mine_b:
+                if newer:
+                    at = index[pos] << 3
                     old = int.from_bytes(table[at : at + 8], "big")
-                    if old & SOURCE_MASK != src and old >> SOURCE_BITS > occurred_at:
+                    if old > mine and old & SOURCE_MASK != src and old >> SOURCE_BITS > occurred_at:
                         continue  # an older event from another partition: the newer value stays
             elif guard:
                 guarded = self._guarded(guard, name)
@@ -273,11 +284,21 @@ class Batcher:
             if refused is not None:
                 buffer.drop_columns(len(buffer.names) - columns_before)
                 return refused
+            stamps = packed
             if changed:
-                table += mine_b
-                if k:  # entries whose every cell this event replaced go
-                    index = drop_unused(index, table, k)
-            stamps = close_stamps(index, table) if changed else packed
+                if newer:
+                    index, table = insert_sorted(index, table, mine_b)
+                else:
+                    table += mine_b
+                for i in range(k):  # entries whose every cell this event replaced go
+                    if i not in index:
+                        index, table = drop_unused(index, table, k)
+                        break
+                k = len(table) >> 3
+                if k <= MAX_NARROW:  # close_stamps, inlined for the narrow case
+                    stamps = b"".join((table, index, COUNT[k]))  # type: ignore[arg-type]
+                else:
+                    stamps = close_stamps(index, table)
             if row is None:
                 rows[id_enc] = Row(buffer.shape(cols), joined, stamps, guard)
             else:

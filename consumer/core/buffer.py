@@ -38,7 +38,9 @@ MAX_OCCURRED_AT = (1 << (STAMP_BITS - SOURCE_BITS)) - 1
 NO_SOURCE = SOURCE_MASK
 
 # A row's ``stamps`` (``b""`` for a row without cells): the table of its distinct stamps
-# (8 bytes each, table index i at 8 * i), then one index per cell in ``cols`` order, then
+# (8 bytes each, table index i at 8 * i), in ascending order so that the last one is the
+# newest (an event at least as new needs no comparison per cell), then one index per cell
+# in ``cols`` order, then
 # the number of table entries k in one byte (1-255). A row of more than 255 distinct
 # stamps (hundreds of events of one profile, each leaving a different attribute) has
 # 2-byte indexes and ends with k in 2 bytes and a zero byte instead.
@@ -62,43 +64,65 @@ def pack(value: int) -> bytes:
     return value.to_bytes(8, "big")
 
 
-def open_stamps(stamps: bytes, cells: int) -> tuple[bytearray | list[int], bytearray]:
-    """(index per cell, table) of a row's ``stamps``, to be changed and ``close_stamps``-ed."""
+# The last byte of a narrow row's stamps, by table size.
+COUNT = tuple(bytes((k,)) for k in range(MAX_NARROW + 1))
+
+
+def open_stamps(stamps: bytes, cells: int) -> tuple[bytearray | list[int], bytes]:
+    """(index per cell, table) of a row's ``stamps``, to be changed and ``close_stamps``-ed.
+    The batcher inlines the narrow case."""
     if not stamps:
-        return bytearray(), bytearray()
+        return bytearray(), b""
     k = stamps[-1]
     if k:
-        return bytearray(stamps[8 * k : -1]), bytearray(stamps[: 8 * k])
+        return bytearray(stamps[8 * k : -1]), stamps[: 8 * k]
     k = int.from_bytes(stamps[-3:-1], "big")
-    return list(struct.unpack(f">{cells}H", stamps[8 * k : -3])), bytearray(stamps[: 8 * k])
+    return list(struct.unpack(f">{cells}H", stamps[8 * k : -3])), stamps[: 8 * k]
 
 
-def close_stamps(index: bytearray | list[int], table: bytearray) -> bytes:
+def close_stamps(index: bytearray | list[int], table: bytes) -> bytes:
     """A row's ``stamps`` from its index per cell and table (every entry in use)."""
     k = len(table) >> 3
-    if not k:
-        return b""
     if k <= MAX_NARROW:
-        return bytes(table) + bytes(index) + bytes((k,))
+        return b"".join((table, index, COUNT[k])) if k else b""  # type: ignore[arg-type]
     wide = struct.pack(f">{len(index)}H", *index)
-    return bytes(table) + wide + k.to_bytes(2, "big") + b"\x00"
+    return b"".join((table, wide, k.to_bytes(2, "big"), b"\x00"))
 
 
-def drop_unused(index: bytearray | list[int], table: bytearray, old: int) -> bytearray | list[int]:
-    """Remove the first ``old`` table entries no cell uses any more (the last entry moves
-    into each freed place); returns the index, renumbered."""
+# _DROP[i] renumbers a narrow index once table entry i is gone (entries after it move down).
+_DROP = tuple(bytes(x if x <= i else x - 1 for x in range(256)) for i in range(256))
+
+
+def drop_unused(
+    index: bytearray | list[int], table: bytes, old: int
+) -> tuple[bytearray | list[int], bytes]:
+    """Remove the first ``old`` table entries no cell uses any more (the order is kept);
+    returns the index, renumbered, and the table."""
     for i in range(old - 1, -1, -1):
-        if i in index:
-            continue
-        last = (len(table) >> 3) - 1
-        if i != last:
-            table[8 * i : 8 * i + 8] = table[8 * last :]
+        if i not in index:
+            table = table[: 8 * i] + table[8 * i + 8 :]
             if isinstance(index, bytearray):
-                index = index.replace(bytes((last,)), bytes((i,)))
+                index = index.translate(_DROP[i])
             else:
-                index = [i if x == last else x for x in index]
-        del table[8 * last :]
-    return index
+                index = [x - (x > i) for x in index]
+    return index, table
+
+
+def insert_sorted(
+    index: bytearray | list[int], table: bytes, new: bytes
+) -> tuple[bytearray | list[int], bytes]:
+    """``table`` with stamp ``new`` in its place, which ``index`` calls entry ``len(table) // 8``
+    (an event older than some of the row's stamps that still set a cell)."""
+    k = len(table) >> 3
+    j = 0
+    while j < k and table[8 * j : 8 * j + 8] <= new:
+        j += 1
+    moved = {**{x: x + 1 for x in range(j, k)}, k: j}
+    if isinstance(index, bytearray):
+        index = index.translate(bytes(moved.get(x, x) for x in range(256)))
+    else:
+        index = [moved.get(x, x) for x in index]
+    return index, table[: 8 * j] + new + table[8 * j :]
 
 
 def cell_stamp(stamps: bytes, pos: int) -> bytes:
@@ -114,9 +138,9 @@ def cell_stamp(stamps: bytes, pos: int) -> bytes:
 
 def pack_stamps(values: list[int]) -> bytes:
     """A row's ``stamps`` from its stamps as ints, one per cell (``unpack_stamps`` undone)."""
-    entries = {v: i for i, v in enumerate(dict.fromkeys(values))}
+    entries = {v: i for i, v in enumerate(sorted(set(values)))}
     index = [entries[v] for v in values]
-    table = bytearray(b"".join(pack(v) for v in entries))
+    table = b"".join(pack(v) for v in entries)
     return close_stamps(bytearray(index) if len(entries) <= MAX_NARROW else index, table)
 
 
