@@ -210,8 +210,10 @@ class Batcher:
         if k:  # open_stamps, inlined for the common (narrow) case
             index: bytearray | list[int] = bytearray(packed[8 * k : -1])
             table = packed[: 8 * k]
+        elif not packed:
+            index, table = bytearray(), b""
         else:
-            index, table = open_stamps(packed, len(cols))  # none yet, or the wide form
+            index, table = open_stamps(packed, len(cols))  # the wide form
             k = len(table) >> 3
         slots = buffer.slots
         values = _VALUES
