@@ -297,8 +297,8 @@ class Batcher:
                         index, table = drop_unused(index, table, k)
                         break
                 k = len(table) >> 3
-                if k <= MAX_NARROW:  # close_stamps, inlined for the narrow case
-                    stamps = b"".join((table, index, COUNT[k]))  # type: ignore[arg-type]
+                if k <= MAX_NARROW and type(index) is bytearray:  # close_stamps, inlined
+                    stamps = b"".join((table, index, COUNT[k]))
                 else:
                     stamps = close_stamps(index, table)
             if row is None:

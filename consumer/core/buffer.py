@@ -40,8 +40,7 @@ NO_SOURCE = SOURCE_MASK
 # A row's ``stamps`` (``b""`` for a row without cells): the table of its distinct stamps
 # (8 bytes each, table index i at 8 * i), in ascending order so that the last one is the
 # newest (an event at least as new needs no comparison per cell), then one index per cell
-# in ``cols`` order, then
-# the number of table entries k in one byte (1-255). A row of more than 255 distinct
+# in ``cols`` order, then the number of table entries k in one byte (1-255). A row of more than 255 distinct
 # stamps (hundreds of events of one profile, each leaving a different attribute) has
 # 2-byte indexes and ends with k in 2 bytes and a zero byte instead.
 MAX_NARROW = 255
@@ -83,8 +82,8 @@ def open_stamps(stamps: bytes, cells: int) -> tuple[bytearray | list[int], bytes
 def close_stamps(index: bytearray | list[int], table: bytes) -> bytes:
     """A row's ``stamps`` from its index per cell and table (every entry in use)."""
     k = len(table) >> 3
-    if k <= MAX_NARROW:
-        return b"".join((table, index, COUNT[k])) if k else b""  # type: ignore[arg-type]
+    if k <= MAX_NARROW:  # indexes of a wide row fit a byte again once it has 255 entries
+        return b"".join((table, bytes(index), COUNT[k])) if k else b""
     wide = struct.pack(f">{len(index)}H", *index)
     return b"".join((table, wide, k.to_bytes(2, "big"), b"\x00"))
 

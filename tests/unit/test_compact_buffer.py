@@ -222,6 +222,12 @@ def test_a_profile_with_hundreds_of_distinct_stamps_writes_the_same_files(seed: 
                 assert carry.release(files[0].batch_id - 1) == legacy_carry.release(
                     files[0].batch_id - 1
                 )
+    # One event newer than all sets every attribute: one distinct stamp again (narrow).
+    everything = {f"a{i}": f"last {i}" for i in range(1_000)}
+    update = _update({**_ev("crm-0001", everything), "occurred_at": 1_200}, 1_200, base)
+    assert update is not None
+    assert new.add(update, 0.0) == old.add(update, 0.0)
+    assert new.winning_attributes(update) == old.winning_attributes(update) == everything
     new.cut_all("test")
     old.cut_all("test")
     assert new.take_ready() == old.take_ready()
