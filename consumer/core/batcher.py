@@ -287,7 +287,9 @@ class Batcher:
                 buffer.drop_columns(len(buffer.names) - columns_before)
                 return refused
             stamps = packed
-            if changed:
+            if changed and index.count(k) == len(index):  # every cell is this event's
+                stamps = b"".join((mine_b, bytes(len(index)), COUNT[1]))
+            elif changed:
                 if newer:
                     index, table = insert_sorted(index, table, mine_b)
                 else:
