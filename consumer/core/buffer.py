@@ -143,16 +143,22 @@ def pack_stamps(values: list[int]) -> bytes:
     return close_stamps(bytearray(index) if len(entries) <= MAX_NARROW else index, table)
 
 
+# Readers of the table of k stamps, by k (a narrow row's tables).
+_TABLES = tuple(struct.Struct(f">{k}Q") for k in range(MAX_NARROW + 1))
+
+
 def unpack_stamps(stamps: bytes) -> list[int]:
     """A row's stamps as ints, one per cell in ``cols`` order."""
     if not stamps:
         return []
     k = stamps[-1]
+    if k == 1:  # one event's cells
+        return [int.from_bytes(stamps[:8], "big")] * (len(stamps) - 9)
     if k:
-        table = struct.unpack(f">{k}Q", stamps[: 8 * k])
+        table = _TABLES[k].unpack_from(stamps)
         return [table[i] for i in stamps[8 * k : -1]]
     k = int.from_bytes(stamps[-3:-1], "big")
-    table = struct.unpack(f">{k}Q", stamps[: 8 * k])
+    table = struct.unpack_from(f">{k}Q", stamps)
     wide = stamps[8 * k : -3]
     return [table[i] for i in struct.unpack(f">{len(wide) // 2}H", wide)]
 
