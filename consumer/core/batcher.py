@@ -32,6 +32,7 @@ from consumer.core.buffer import (
     MAX_NARROW,
     MAX_OCCURRED_AT,
     NO_SOURCE,
+    ONE_ENTRY,
     SOURCE_BITS,
     SOURCE_MASK,
     Buffer,
@@ -287,8 +288,8 @@ class Batcher:
                 buffer.drop_columns(len(buffer.names) - columns_before)
                 return refused
             stamps = packed
-            if changed and index.count(k) == len(index):  # every cell is this event's
-                stamps = b"".join((mine_b, bytes(len(index)), COUNT[1]))
+            if changed and index.count(k) == len(index) <= MAX_NARROW:  # all this event's
+                stamps = mine_b + ONE_ENTRY[len(index)]
             elif changed:
                 if newer:
                     index, table = insert_sorted(index, table, mine_b)

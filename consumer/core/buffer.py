@@ -65,6 +65,8 @@ def pack(value: int) -> bytes:
 
 # The last byte of a narrow row's stamps, by table size.
 COUNT = tuple(bytes((k,)) for k in range(MAX_NARROW + 1))
+# What follows the one entry of a row of n cells all from one event, by n.
+ONE_ENTRY = tuple(bytes(n) + COUNT[1] for n in range(MAX_NARROW + 1))
 
 
 def open_stamps(stamps: bytes, cells: int) -> tuple[bytearray | list[int], bytes]:
