@@ -40,9 +40,9 @@ NO_SOURCE = SOURCE_MASK
 # A row's ``stamps`` (``b""`` for a row without cells): the table of its distinct stamps
 # (8 bytes each, table index i at 8 * i), in ascending order so that the last one is the
 # newest (an event at least as new needs no comparison per cell), then one index per cell
-# in ``cols`` order, then the number of table entries k in one byte (1-255). A row of more than 255 distinct
-# stamps (hundreds of events of one profile, each leaving a different attribute) has
-# 2-byte indexes and ends with k in 2 bytes and a zero byte instead.
+# in ``cols`` order, then the number of table entries k in one byte (1-255). A row of more
+# than 255 distinct stamps (hundreds of events of one profile, each leaving a different
+# attribute) has 2-byte indexes and ends with k in 2 bytes and a zero byte instead.
 MAX_NARROW = 255
 
 
