@@ -295,10 +295,13 @@ class Batcher:
                     index, table = insert_sorted(index, table, mine_b)
                 else:
                     table += mine_b
-                for i in range(k):  # entries whose every cell this event replaced go
-                    if i not in index:
-                        index, table = drop_unused(index, table, k)
-                        break
+                if type(index) is bytearray:
+                    for i in range(k):  # entries whose every cell this event replaced go
+                        if i not in index:
+                            index, table = drop_unused(index, table, k)
+                            break
+                else:  # a wide row: one pass
+                    index, table = drop_unused(index, table, k)
                 k = len(table) >> 3
                 if k <= MAX_NARROW and type(index) is bytearray:  # close_stamps, inlined
                     stamps = b"".join((table, index, COUNT[k]))

@@ -99,13 +99,17 @@ def drop_unused(
 ) -> tuple[bytearray | list[int], bytes]:
     """Remove the first ``old`` table entries no cell uses any more (the order is kept);
     returns the index, renumbered, and the table."""
+    if not isinstance(index, bytearray):  # a wide row: one pass, not one per entry
+        used = set(index)
+        keep = [i for i in range(len(table) >> 3) if i >= old or i in used]
+        if len(keep) == len(table) >> 3:
+            return index, table
+        renumber = {i: n for n, i in enumerate(keep)}
+        return [renumber[x] for x in index], b"".join(table[8 * i : 8 * i + 8] for i in keep)
     for i in range(old - 1, -1, -1):
         if i not in index:
             table = table[: 8 * i] + table[8 * i + 8 :]
-            if isinstance(index, bytearray):
-                index = index.translate(_DROP[i])
-            else:
-                index = [x - (x > i) for x in index]
+            index = index.translate(_DROP[i])
     return index, table
 
 
