@@ -247,6 +247,14 @@ def test_urgent_events_in_a_saturating_backlog_are_all_sent_and_shutdown_drains(
     assert skipped == 0, service.metrics()
     assert len(_single_requests(s)) >= len(urgent)
 
+    # The urgent events sit mid-backlog: the rest of it may still be on its way in when
+    # they are sent. What must reach Target on shutdown is what was consumed, so the
+    # SIGTERM comes once all of it was.
+    wait_for(
+        lambda: service.metric("profile_sync_events_consumed_total") >= len(background) + 30,
+        60,
+        "the backlog consumed",
+    )
     service.signal(signal.SIGTERM)
     assert service.wait(15 + 5) == 0  # the shutdown timeout, plus the interpreter's exit
     s.wait_for_state(s.expected(background + urgent))
