@@ -6,16 +6,23 @@ stripped, the newest value per profile in a dict, and a percent-encoded CSV of e
 buffered row at the end. The *service* is ``profile-sync run --exit-when-idle`` on the same
 backlog (metrics on, carry-forward on, uploads to the emulator, the urgent path off).
 
-Both are measured in CPU seconds of their own process (all threads), alternating, for
+The service runs in both of its modes in every round: ``direct``
+(PROFILE_SYNC_REPARTITION=never, the path of one topic keyed by profile) and
+``repartition`` (the default with two topics, as here: every event forwarded through the
+repartition topic and read again).
+
+All are measured in CPU seconds of their own process (all threads), alternating, for
 BENCH_ROUNDS rounds (default 3); the service's start-up and idle exit are excluded by
-subtracting the CPU of the same command on an empty backlog, measured in the same rounds.
-Prints events per CPU-second of each, their medians and the ratio; then (BENCH_PROFILE=1,
-the default) one extra service run under pyinstrument showing where its loop thread spends
-its time.
+subtracting the CPU of the same command (same mode) on an empty backlog, measured in the
+same rounds. Prints events per CPU-second of each, their medians and the ratio of each mode
+to the ceiling; then (BENCH_PROFILE=1, the default) one extra service run under
+pyinstrument (BENCH_PROFILE_MODE, repartition by default) showing where its loop thread
+spends its time.
 
 Environment: BENCH_EVENTS (300,000), BENCH_PROFILES (60,000), BENCH_ROUNDS,
 BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT, 29592),
-BENCH_BEFORE (a commit whose service is measured in the same rounds, e.g. main).
+BENCH_BEFORE (a commit whose service is measured in the same rounds, e.g. main),
+BENCH_MODES (direct,repartition), BENCH_PROFILE_MODE.
 Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_ceiling.py`.
 """
 
@@ -39,6 +46,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") == "1"
 # An older commit to measure in the same rounds (before/after), e.g. BENCH_BEFORE=main.
 BEFORE = os.environ.get("BENCH_BEFORE", "")
+# Which mode the closing profile runs (``MODES``): repartition or direct.
+PROFILE_MODE = os.environ.get("BENCH_PROFILE_MODE", "repartition")
 
 
 # -- the ceiling loop (runs in its own process: `bench_ceiling.py --ceiling ...`)
@@ -136,18 +145,36 @@ def run_ceiling(bootstrap: str, topics: list[str]) -> float:
     return float(result["cpu_seconds"])
 
 
+# The two ways the service runs the bench's two topics (docs/repartition.md): ``direct``
+# is the path of one topic keyed by profile (PROFILE_SYNC_REPARTITION=never), ``repartition``
+# the default with two topics (every event forwarded through the repartition topic).
+MODES = {"direct": {"repartition": "never"}, "repartition": {}}
+# Seconds without a record before the service exits (``--exit-when-idle``), per mode. The
+# direct mode pauses consumption for seconds while carry-forward waits for batch
+# completions; before ``run`` counted a pause as not idle, 3 s stopped it mid-backlog.
+IDLE_SECONDS = {"direct": "8", "repartition": "3"}
+# The modes measured in the rounds (BENCH_MODES=repartition: that one only, for more rounds).
+MEASURED = [m for m in os.environ.get("BENCH_MODES", ",".join(MODES)).split(",") if m in MODES]
+
+
 def run_service(
-    bootstrap: str, topics: list[str], url: str, *wrap: str, tree: Path = stack.REPO
+    bootstrap: str,
+    topics: list[str],
+    url: str,
+    *wrap: str,
+    tree: Path = stack.REPO,
+    mode: str = "repartition",
 ) -> tuple[float, dict[str, Any]]:
     """CPU seconds of one ``profile-sync run --exit-when-idle`` over ``topics``, with the
-    service of ``tree`` (this one, or an older checkout)."""
+    service of ``tree`` (this one, or an older checkout), in ``mode`` (``MODES``)."""
     env = stack.service_env(
-        bootstrap, topics, url, batch_linger_seconds="1", single_enabled="false"
+        bootstrap, topics, url, batch_linger_seconds="1", single_enabled="false", **MODES[mode]
     )
     env["PYTHONPATH"] = str(tree)
+    idle = IDLE_SECONDS[mode]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        [sys.executable, *wrap, "-m", "consumer", "run", "--exit-when-idle", "3", "--summary"],
+        [sys.executable, *wrap, "-m", "consumer", "run", "--summary", "--exit-when-idle", idle],
         env=env,
         capture_output=True,
         text=True,
@@ -160,6 +187,17 @@ def run_service(
     return cpu, summary
 
 
+def service_rate(
+    bootstrap: str, topics: list[str], empty: list[str], url: str, tree: Path, mode: str
+) -> tuple[float, float, float]:
+    """(events per CPU-second, CPU of the run, CPU of the same run on an empty backlog)."""
+    cpu, summary = run_service(bootstrap, topics, url, tree=tree, mode=mode)
+    assert summary["events_consumed"] == EVENTS, summary
+    idle_cpu, idle = run_service(bootstrap, empty, url, tree=tree, mode=mode)
+    assert idle["events_consumed"] == 0, idle
+    return EVENTS / (cpu - idle_cpu), cpu, idle_cpu
+
+
 def main() -> None:
     with stack.broker(29592) as bootstrap, stack.emulator() as url:
         topics = stack.new_topics("bench.ceiling")
@@ -170,54 +208,48 @@ def main() -> None:
             f"{EVENTS:,} events over {PROFILES:,} profiles, {ROUNDS} rounds, "
             f"load average {stack.load_average()}"
         )
+        trees = {"this tree": stack.REPO}
+        if BEFORE:
+            trees[BEFORE] = checkout(BEFORE)
         ceil_rates: list[float] = []
-        svc_rates: list[float] = []
-        before_rates: list[float] = []
-        before = checkout(BEFORE) if BEFORE else None
+        # (tree, mode) -> ratio per round
+        ratios: dict[tuple[str, str], list[float]] = {(t, m): [] for t in trees for m in MEASURED}
+        rates: dict[tuple[str, str], list[float]] = {k: [] for k in ratios}
         for n in range(ROUNDS):
             ceil_cpu = run_ceiling(bootstrap, topics)
-            svc_cpu, summary = run_service(bootstrap, topics, url)
-            assert summary["events_consumed"] == EVENTS, summary
-            idle_cpu, idle = run_service(bootstrap, empty, url)
-            assert idle["events_consumed"] == 0, idle
             ceil_rates.append(EVENTS / ceil_cpu)
-            svc_rates.append(EVENTS / (svc_cpu - idle_cpu))
             print(
                 f"round {n + 1}: ceiling {ceil_rates[-1]:>8,.0f} ev/CPU-s ({ceil_cpu:.2f} s)   "
-                f"service {svc_rates[-1]:>8,.0f} ev/CPU-s ({svc_cpu:.2f} s - {idle_cpu:.2f} s "
-                f"start-up/idle)   ratio {svc_rates[-1] / ceil_rates[-1]:.2f}   "
                 f"load {stack.load_average()}"
             )
-            if before is not None:
-                old_cpu, old = run_service(bootstrap, topics, url, tree=before)
-                assert old["events_consumed"] == EVENTS, old
-                old_idle, _ = run_service(bootstrap, empty, url, tree=before)
-                before_rates.append(EVENTS / (old_cpu - old_idle))
-                print(
-                    f"         {BEFORE}: {before_rates[-1]:>8,.0f} ev/CPU-s   ratio "
-                    f"{before_rates[-1] / ceil_rates[-1]:.2f}"
-                )
-        if before_rates:
-            b = statistics.median(before_rates)
+            for mode in MEASURED:
+                for name, tree in trees.items():
+                    rate, cpu, idle = service_rate(bootstrap, topics, empty, url, tree, mode)
+                    rates[(name, mode)].append(rate)
+                    ratios[(name, mode)].append(rate / ceil_rates[-1])
+                    print(
+                        f"  {mode:<11} {name:<10} {rate:>8,.0f} ev/CPU-s ({cpu:.2f} s - "
+                        f"{idle:.2f} s start-up/idle)   ratio {rate / ceil_rates[-1]:.2f}   "
+                        f"load {stack.load_average()}"
+                    )
+        c = statistics.median(ceil_rates) if ceil_rates else 0.0  # BENCH_ROUNDS=0: profile only
+        print(f"median: ceiling {c:,.0f} events/CPU-s")
+        for (name, mode), rs in rates.items() if c else ():
+            s = statistics.median(rs)
             print(
-                f"median {BEFORE}: {b:,.0f} events/CPU-s, "
-                f"ratio {b / statistics.median(ceil_rates):.2f}"
+                f"median: {mode:<11} {name:<10} {s:>8,.0f} events/CPU-s, ratio of medians "
+                f"{s / c:.2f} (median of per-round ratios "
+                f"{statistics.median(ratios[(name, mode)]):.2f})"
             )
-        c, s = statistics.median(ceil_rates), statistics.median(svc_rates)
-        ratios = [b / a for a, b in zip(ceil_rates, svc_rates, strict=True)]
-        print(
-            f"median: ceiling {c:,.0f} events/CPU-s, service {s:,.0f} events/CPU-s, "
-            f"ratio of medians {s / c:.2f} (median of per-round ratios "
-            f"{statistics.median(ratios):.2f})"
-        )
         if PROFILE:
             out = stack.REPO / ".local" / "bench-profile.txt"
             out.parent.mkdir(exist_ok=True)
             run_service(
                 bootstrap, topics, url,
                 "-m", "pyinstrument", "--show-all", "-r", "text", "-o", str(out),
+                mode=PROFILE_MODE,
             )  # fmt: skip
-            print(f"profile of the service's loop thread (pyinstrument): {out}")
+            print(f"profile of the service's loop thread ({PROFILE_MODE}, pyinstrument): {out}")
             lines = out.read_text().splitlines()
             print("\n".join(lines[:60]))
 

@@ -1,19 +1,26 @@
 """Urgent-path latency under background load: 0, 2,000 and 10,000 events/s.
 
 For each background rate (BENCH_URGENT_BACKGROUND, default "0,2000,10000") a fresh
-``profile-sync run`` (10 s linger) consumes three topics: the urgent probe topic and the
-POS/CRM topics a background ``produce-sample --rate R`` writes NORMAL events into (50,000
-profiles). The probe profiles are created through bulk first (the single-update API never
-creates a profile); then BENCH_URGENT_EVENTS (300) URGENT events are produced at
-BENCH_URGENT_RATE (50/s) while the background runs. Printed per rate:
+``profile-sync run`` (10 s linger, BENCH_URGENT_LINGER) consumes the urgent probe topic,
+into which a background ``produce-sample --rate R`` also writes NORMAL events (50,000
+profiles), keyed by profile like the probes: one topic keyed by profile, so the service
+runs in the direct mode. BENCH_URGENT_TOPICS=separate puts the background in POS/CRM
+topics of their own instead: three topics, so the repartition mode (docs/repartition.md).
+The probe profiles are created through bulk first (the single-update API never creates a
+profile); then BENCH_URGENT_EVENTS (300) URGENT events are produced at BENCH_URGENT_RATE
+(50/s) while the background runs, once the service consumes it at its rate (a steady
+stream, not a start-up catch-up). The background producer runs at niceness
+BENCH_URGENT_NICE (10): upstream producers run elsewhere in production. The emulator runs
+in a process of its own, Target being remote. Printed per rate:
 
 - the service's own ``profile_sync_single_update_delay_seconds`` histogram (occurred_at to
   Target accepting the single update): share within each bucket bound, p50/p99 estimated;
 - the emulator's side: produce -> single update received (p50, p90, p99, max).
 
 Environment: BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT,
-29192); BENCH_BEFORE=REF measures an older commit's service right before this one at each
-rate, BENCH_ROUNDS times (default 1).
+29192); BENCH_ENV="NAME=value,..." adds settings to the service; BENCH_BEFORE=REF
+measures an older commit's service right before this one at each rate, BENCH_ROUNDS times
+(default 1).
 Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_urgent.py`.
 """
 
@@ -35,7 +42,7 @@ from typing import Any
 import fastavro
 import stack
 from bench_ceiling import checkout
-from bench_emulator import cpu_seconds
+from bench_emulator import cpu_seconds, start_emulator
 from confluent_kafka import Producer
 
 from emulator.client import EmulatorControl
@@ -46,6 +53,12 @@ BACKGROUND = [int(r) for r in os.environ.get("BENCH_URGENT_BACKGROUND", "0,2000,
 HISTOGRAM = "profile_sync_single_update_delay_seconds"
 # An older commit measured right before this tree at each rate (before/after), and rounds.
 BEFORE = os.environ.get("BENCH_BEFORE", "")
+SEPARATE = os.environ.get("BENCH_URGENT_TOPICS", "same") == "separate"
+# Niceness of the background producer: in production the producers run elsewhere; here
+# they share 2 cores with the service, and a Python producer at 10,000 events/s takes more
+# CPU than the service. 0 lets it compete on equal terms.
+NICE = int(os.environ.get("BENCH_URGENT_NICE", "10"))
+LINGER = os.environ.get("BENCH_URGENT_LINGER", "10")  # the service's bulk linger, seconds
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 LOG = stack.REPO / ".local" / "bench-urgent-service.log"  # the services' stderr
 
@@ -86,16 +99,34 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return prev_bound
 
 
+def steady(port: str, rate: int, timeout: float = 60.0) -> None:
+    """Wait until the service consumes the background at its rate, not faster (catching up
+    with a start-up backlog): two seconds in a row within 20% of ``rate``."""
+    started = time.monotonic()
+    calm = 0
+    last = stack.scrape(port, "profile_sync_events_consumed_total")
+    while calm < 2 and time.monotonic() - started < timeout:
+        time.sleep(1.0)  # a pace to measure over, not a wait for a condition
+        now = stack.scrape(port, "profile_sync_events_consumed_total")
+        calm = calm + 1 if 0.8 * rate <= now - last <= 1.2 * rate else 0
+        last = now
+    print(f"(steady after {time.monotonic() - started:.0f} s)", end=" ")
+
+
 def one_rate(
     bootstrap: str, url: str, background: int, schema: Any, tree: Path = stack.REPO
 ) -> None:
     topic = f"bench.urgent.{uuid.uuid4().hex[:6]}"
     bg = stack.new_topics("bench.urgent-bg")
     stack.create_topics(bootstrap, [topic, *bg], 3)
+    if not SEPARATE:
+        bg[:2] = [topic, topic]  # the background's POS and CRM events go to the probes' topic
     control = EmulatorControl(url, timeout=60)  # the profile dump grows with the background
-    env = stack.service_env(bootstrap, bg, url, batch_linger_seconds="10")
-    env["PROFILE_SYNC_TOPICS"] = ",".join([topic, *bg[:2]])
+    env = stack.service_env(bootstrap, bg, url, batch_linger_seconds=LINGER)
+    env["PROFILE_SYNC_TOPICS"] = ",".join(dict.fromkeys([topic, *bg[:2]]))
     env["PYTHONPATH"] = str(tree)
+    # BENCH_ENV="NAME=value,...": settings to try, for both trees.
+    env.update(kv.split("=", 1) for kv in os.environ.get("BENCH_ENV", "").split(",") if kv)
     port = env["PROFILE_SYNC_HTTP_PORT"]
     service = subprocess.Popen(
         [sys.executable, "-m", "consumer", "run"],
@@ -133,9 +164,9 @@ def one_rate(
         if background:
             background_proc = stack.produce_sample(
                 bootstrap, bg, int(background * seconds), 50_000,
-                "--rate", str(background), "--urgent-share", "0", wait=False,
+                "--rate", str(background), "--urgent-share", "0", wait=False, nice=NICE,
             )  # fmt: skip
-            time.sleep(2)  # the background reaches its rate before the first probe
+            steady(port, background)  # the probes measure a steady stream, not a catch-up
         consumed_before = stack.scrape(port, "profile_sync_events_consumed_total")
         cpu_before = cpu_seconds(service.pid)
         decided_before = stack.scrape(port, "profile_sync_single_updates_total")
@@ -208,16 +239,33 @@ def main() -> None:
     schema = fastavro.parse_schema(
         json.loads((stack.REPO / "schemas" / "profile_change.avsc").read_text())
     )
-    with stack.broker(29192) as bootstrap, stack.emulator() as url:
-        print(f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger 10 s")
-        before = checkout(BEFORE) if BEFORE else None
-        for background in BACKGROUND:
-            for _ in range(ROUNDS):
-                if before is not None:
-                    print(f"[{BEFORE}]", end=" ")
-                    one_rate(bootstrap, url, background, schema, before)
-                    print("[this tree]", end=" ")
-                one_rate(bootstrap, url, background, schema)
+    # The emulator in a process of its own, as Target is remote: in this process its HTTP
+    # threads would share the interpreter with the probe producer's pacing loop.
+    emulator, url = start_emulator()
+    try:
+        with stack.broker(29192) as bootstrap:
+            run(bootstrap, url, schema)
+    finally:
+        emulator.terminate()
+        emulator.wait(30)
+
+
+def run(bootstrap: str, url: str, schema: Any) -> None:
+    mode = "POS/CRM topics of their own: repartition mode" if SEPARATE else "one topic"
+    if not SEPARATE:
+        mode += " keyed by profile: direct mode"
+    print(
+        f"urgent path: {EVENTS} URGENT events at {RATE:g}/s, bulk linger {LINGER} s; {mode}; "
+        f"background producer at niceness {NICE} (BENCH_URGENT_NICE)"
+    )
+    before = checkout(BEFORE) if BEFORE else None
+    for background in BACKGROUND:
+        for _ in range(ROUNDS):
+            if before is not None:
+                print(f"[{BEFORE}]", end=" ")
+                one_rate(bootstrap, url, background, schema, before)
+                print("[this tree]", end=" ")
+            one_rate(bootstrap, url, background, schema)
 
 
 if __name__ == "__main__":

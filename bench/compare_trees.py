@@ -2,13 +2,14 @@
 
 ``.venv/bin/python bench/compare_trees.py REF`` checks out REF (a commit, branch or tag)
 into ``.local/bench-compare/REF``, produces one backlog of BENCH_EVENTS (default 300,000)
-sample events on a local Kafka (BENCH_KAFKA_PORT, default 29392; or BENCH_BOOTSTRAP, a running
-broker), then drains it with
-fresh consumer groups from the old tree and from this one, alternating, BENCH_ROUNDS times
-(default 3). For each drain it prints events/s over the consuming time (the service's
-own summary) and events per CPU-second of the service process (start-up included), then
-the medians. Comparing in one run, alternating, is what makes the numbers comparable on a
-shared machine; the CPU-second figure is the steadier of the two when others load it.
+sample events on a local Kafka (BENCH_KAFKA_PORT, default 29392; or BENCH_BOOTSTRAP, a
+running broker), then drains it with fresh consumer groups from the old tree and from
+this one, alternating, BENCH_ROUNDS times (default 3). For each drain it prints events/s
+over the consuming time (the service's own summary) and events per CPU-second of the
+service process (start-up included), then the medians. BENCH_REPARTITION=never|always
+sets the mode of both. Comparing in one run, alternating, is what makes the numbers
+comparable on a shared machine; the CPU-second figure is the steadier of the two when
+others load it.
 
 Numbers, not a test.
 """
@@ -33,6 +34,12 @@ from emulator.server import EmulatorServer
 PORT = int(os.environ.get("BENCH_KAFKA_PORT", "29392"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "300000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+# PROFILE_SYNC_REPARTITION for both trees: "never" measures the direct mode's path (the
+# backlog's two topics otherwise make ``auto`` choose the repartition mode).
+MODE = os.environ.get("BENCH_REPARTITION", "")
+# --exit-when-idle: releases before the fix counted turns paused by backpressure as idle
+# and could stop mid-backlog while carry-forward waited for completions; give them time.
+IDLE = os.environ.get("BENCH_IDLE_SECONDS", "2")
 
 
 def checkout(ref: str) -> Path:
@@ -63,9 +70,13 @@ def drain(tree: Path, bootstrap: str, topics: list[str], target_url: str) -> tup
         "PROFILE_SYNC_HTTP_PORT": str(free_port()),
         "PROFILE_SYNC_LOG_LEVEL": "warning",
     }
+    if MODE:
+        env["PROFILE_SYNC_REPARTITION"] = MODE
+    # BENCH_ENV="NAME=value,...": settings to try, for both trees.
+    env.update(kv.split("=", 1) for kv in os.environ.get("BENCH_ENV", "").split(",") if kv)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        [sys.executable, "-m", "consumer", "run", "--exit-when-idle", "2", "--summary"],
+        [sys.executable, "-m", "consumer", "run", "--exit-when-idle", IDLE, "--summary"],
         env=env,
         capture_output=True,
         text=True,

@@ -69,9 +69,17 @@ def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
 
 
 def produce_sample(
-    bootstrap: str, topics: list[str], count: int, profiles: int, *extra: str, wait: bool = True
+    bootstrap: str,
+    topics: list[str],
+    count: int,
+    profiles: int,
+    *extra: str,
+    wait: bool = True,
+    nice: int = 0,
 ) -> subprocess.Popen[bytes]:
-    """``profile-sync produce-sample`` into ``topics`` (pos, crm), created beforehand."""
+    """``profile-sync produce-sample`` into ``topics`` (pos, crm), created beforehand;
+    ``nice``: its scheduling niceness (a load generator that must not take the service's
+    CPU on a small machine)."""
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "consumer", "produce-sample",
@@ -81,6 +89,7 @@ def produce_sample(
             *extra,
         ],
         cwd=REPO,
+        preexec_fn=(lambda: os.nice(nice)) if nice else None,
     )  # fmt: skip
     if wait and proc.wait() != 0:
         raise RuntimeError("produce-sample failed")

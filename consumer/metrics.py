@@ -194,6 +194,12 @@ class Metrics:
             "From an urgent event's occurred_at to Target accepting its single update.",
             _URGENT_BUCKETS,
         )
+        self.loop_turn = histogram(
+            "loop_turn_seconds",
+            "Work of one loop turn that consumed records, after taking them (intake, cut "
+            "steps, uploads, settling): what a record fetched meanwhile waits, at most.",
+            _URGENT_BUCKETS,
+        )
 
         # -- carry-forward and batch status
         self.carry_forward_profiles = gauge(

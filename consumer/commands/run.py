@@ -332,7 +332,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
             collector.collect_when_due(clock.monotonic())
             health.set_assigned(len(loop.source.assigned))
             heap.after_turn(consumed, clock.monotonic())
-            if consumed:
+            if consumed or loop.paused:  # paused by backpressure is not idle: records wait
                 idle_since = clock.monotonic()
             elif (
                 exit_when_idle

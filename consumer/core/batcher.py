@@ -19,13 +19,23 @@ empty cells (``rows * columns - cells``, a comma each) exceed ``max_padding_rati
 the rest of the file, so no file is more than ``1 + max_padding_ratio`` times its data
 however wide one event is; a profile in both files is carried forward as after any cut.
 
+A cut only swaps the open buffer for a new one. Writing the cut buffer's file and handing
+its rows to carry-forward is done in steps of ``CUT_STEP_ROWS`` rows (``take_ready`` with
+a budget), so that the loop's thread, which also reads urgent events, never spends the
+time of a whole 500,000-row file in one go (docs/performance.md, "Urgent under load").
+Until a cut is finished its buffer is still looked at first when a profile gets a new row
+(carry-forward), so nothing depends on when the steps run.
+
 Pure logic: plain values and a monotonic time passed in, no I/O.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from itertools import islice
 
 from consumer.core.buffer import (
     COUNT,
@@ -81,6 +91,9 @@ _NAME_CACHE_SIZE = 100_000
 _VALUE_CACHE_MAX_LEN = 64
 _VALUES: dict[str, str] = {}
 
+# Rows of a cut buffer written to its file, or handed to carry-forward, per step.
+CUT_STEP_ROWS = 500
+
 
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
@@ -101,6 +114,8 @@ class Batcher:
         self._sources: dict[TopicPartition, int] = {}
         self._names: dict[str, str] = {}
         self.ready: list[BatchFile] = []
+        # Buffers cut and not yet finished (oldest first), each with its remaining steps.
+        self._cutting: deque[tuple[Buffer, Iterator[int]]] = deque()
         # For the last TOO_LARGE: (bytes the profile would hold, of which already in Target).
         self.refused_size = (0, 0)
 
@@ -112,20 +127,37 @@ class Batcher:
     # -- state
 
     @property
-    def buffered_bytes(self) -> int:
+    def open_bytes(self) -> int:
+        """Encoded bytes of the open buffers (what the next cuts will write)."""
         return sum(b.size for b in self._buffers.values())
 
     @property
+    def buffered_bytes(self) -> int:
+        """Encoded bytes held: the open buffers and those cut but not finished."""
+        return self.open_bytes + sum(b.size for b, _ in self._cutting)
+
+    @property
     def buffered_rows(self) -> int:
-        return sum(len(b.rows) for b in self._buffers.values())
+        return sum(len(b.rows) for b in self._held())
+
+    @property
+    def cutting(self) -> int:
+        """Cuts not finished yet (``take_ready`` finishes them)."""
+        return len(self._cutting)
 
     def buffered_rows_by_type(self) -> dict[IdType, int]:
-        return {t: len(b.rows) for t, b in self._buffers.items()}
+        rows = dict.fromkeys(IdType, 0)
+        for b in self._held():
+            rows[b.id_type] += len(b.rows)
+        return rows
 
     def oldest_started_at(self) -> float | None:
         """Monotonic time of the oldest pending event, None when nothing is buffered."""
-        starts = [b.started_at for b in self._buffers.values() if b.rows]
+        starts = [b.started_at for b in self._held() if b.rows]
         return min(starts) if starts else None
+
+    def _held(self) -> list[Buffer]:
+        return [*self._buffers.values(), *(b for b, _ in self._cutting)]
 
     def buffered_names(self, id_type: IdType, id_enc: str) -> set[str]:
         """Encoded names of the attributes the open buffer holds for this profile."""
@@ -331,7 +363,9 @@ class Batcher:
         if carry is None:
             return "", "", b"", None
         guard = carry.guard(buffer.id_type, id_enc)
-        seed = carry.seed(buffer.id_type, id_enc)
+        seed = self._seed(buffer.id_type, id_enc) if self._cutting else None
+        if seed is None:
+            seed = carry.seed(buffer.id_type, id_enc)
         if seed is None:
             return "", "", b"", guard
         names, sent = seed
@@ -344,6 +378,19 @@ class Batcher:
                 mine = buffer.add_column(name_enc)
             cols.append(mine)
         return "".join(cols), sent.vals, sent.stamps, guard
+
+    def _seed(self, id_type: IdType, id_enc: str) -> tuple[list[str], Row] | None:
+        """The profile's row in the newest unfinished cut: what carry-forward will hold for
+        it once the cut is finished (its guard is already the carry's)."""
+        assert self.carry is not None
+        if self.carry.max_profiles <= 0:
+            return None
+        for cut, _ in reversed(self._cutting):
+            if cut.id_type is id_type:
+                row = cut.rows.get(id_enc)
+                if row is not None:
+                    return cut.names, row
+        return None
 
     def _profile_size(self, buffer: Buffer, cols: str, joined: str, guard: Guard | None) -> int:
         """The profile's size in Target once this row is applied, as far as we know: the
@@ -388,19 +435,52 @@ class Batcher:
             if buffer.rows:
                 self._cut(buffer, trigger)
 
-    def take_ready(self) -> list[BatchFile]:
+    def take_ready(self, rows: int | None = None) -> list[BatchFile]:
+        """The batches whose cut is finished, after up to ``rows`` rows of cutting work
+        (None: every cut is finished first)."""
+        cutting = self._cutting
+        while cutting:
+            for done in cutting[0][1]:
+                if rows is not None:
+                    rows -= done
+                    if rows <= 0:
+                        break
+            else:
+                cutting.popleft()
+                continue
+            break
         ready, self.ready = self.ready, []
         return ready
 
     def _cut(self, buffer: Buffer, trigger: str) -> None:
+        self._buffers[buffer.id_type] = self._new_buffer(buffer.id_type)
+        self._cutting.append((buffer, self._cut_steps(buffer, trigger)))
+
+    def _cut_steps(self, buffer: Buffer, trigger: str) -> Iterator[int]:
+        """Write ``buffer``'s file and hand its rows to carry-forward, yielding after each
+        step the rows it took; the finished batch is then in ``ready``."""
         line = buffer.line
         parts = [header_line(buffer.id_type, buffer.names)]
-        parts.extend([line(id_enc, row) + "\n" for id_enc, row in buffer.rows.items()])
+        rows = iter(buffer.rows.items())
+        while step := list(islice(rows, CUT_STEP_ROWS)):
+            parts.extend([line(id_enc, row) + "\n" for id_enc, row in step])
+            yield len(step)
+        body = "".join(parts).encode("ascii")
+        yield len(buffer.rows) // 20  # the join: a fraction of the rows' work
+        carry = self.carry
+        if carry is not None:
+            rows = iter(buffer.rows.items())
+            while step_rows := dict(islice(rows, CUT_STEP_ROWS)):
+                carry.remember(
+                    buffer.batch_id, buffer.id_type, buffer.names, step_rows, final=False
+                )
+                yield len(step_rows)
+            carry.remember(buffer.batch_id, buffer.id_type, buffer.names, {})
         self.ready.append(
             BatchFile(
                 batch_id=buffer.batch_id,
                 id_type=buffer.id_type,
-                body="".join(parts).encode("ascii"),
+                body=body,
                 row_count=len(buffer.rows),
                 event_count=buffer.event_count,
                 trigger=trigger,
@@ -408,6 +488,3 @@ class Batcher:
                 newest_occurred_at=buffer.newest_occurred_at,
             )
         )
-        if self.carry is not None:
-            self.carry.remember(buffer.batch_id, buffer.id_type, buffer.names, buffer.rows)
-        self._buffers[buffer.id_type] = self._new_buffer(buffer.id_type)

@@ -72,6 +72,7 @@ class CarryForward:
         self.memory_bytes = 0  # what the entries cost (fixed costs and text, see _cost)
         # Over a bound with only pending profiles left to forget: consumption should pause.
         self.over_bound = False
+        self._holding = False  # a batch's rows are coming in several calls (``remember``)
 
     def __len__(self) -> int:
         """Profiles remembered (carried or only guarding)."""
@@ -100,9 +101,18 @@ class CarryForward:
         return self._older(entry) if entry is not None else None
 
     def remember(
-        self, batch_id: int, id_type: IdType, names: list[str], rows: dict[str, Row]
+        self,
+        batch_id: int,
+        id_type: IdType,
+        names: list[str],
+        rows: dict[str, Row],
+        final: bool = True,
     ) -> None:
-        """Record the rows of a batch that was just cut (they include what they carried)."""
+        """Record the rows of a batch that was just cut (they include what they carried).
+
+        A batch's rows may come in several calls, all but the last with ``final`` False:
+        until the last one nothing is forgotten, so a profile the batch sends again keeps
+        its guard until its new row is here."""
         if self.max_profiles <= 0:
             return
         entries = self._entries
@@ -125,7 +135,8 @@ class CarryForward:
             self._pending += 1
             keys.append(key)
         self.memory_bytes += added
-        self._by_batch[batch_id] = keys
+        self._by_batch.setdefault(batch_id, []).extend(keys)
+        self._holding = not final
         self._evict()
 
     def _over(self) -> bool:
@@ -137,6 +148,8 @@ class CarryForward:
     def _evict(self) -> None:
         """Forget the least recently sent profiles whose batches are complete until both
         bounds hold; pending ones are passed over (moved to the recent end)."""
+        if self._holding:
+            return
         entries = self._entries
         while self._over():
             if len(entries) <= self._pending:

@@ -2,9 +2,10 @@
 sent, kept in the compacted changelog topic so that a new owner knows it after a rebalance.
 
 ``LoggedCarry`` is the carry-forward (consumer/core/carry.py) that also writes, for every
-row of a batch as it is cut, one changelog record: key = the profile's repartition key
-(so the record lands in the changelog partition of the same number as the profile's
-repartition partition), value = ``encode_stamps`` of every attribute sent for it so far.
+row of a batch as its cut is finished (in steps, before the upload), one changelog record:
+key = the profile's repartition key (so the record lands in the changelog partition of the
+same number as the profile's repartition partition), value = ``encode_stamps`` of every
+attribute sent for it so far.
 The repartition offsets of a batch are committed only after those writes are
 acknowledged (``consumer/core/ownership.py`` holds them back), so whatever a committed
 offset let go of is in the changelog. Writing at the cut, before Target answers, can only
@@ -142,7 +143,12 @@ class LoggedCarry(CarryForward):
         self.restored_profiles = 0
 
     def remember(
-        self, batch_id: int, id_type: IdType, names: list[str], rows: dict[str, Row]
+        self,
+        batch_id: int,
+        id_type: IdType,
+        names: list[str],
+        rows: dict[str, Row],
+        final: bool = True,
     ) -> None:
         version = self._version
         for id_enc, row in rows.items():
@@ -165,7 +171,7 @@ class LoggedCarry(CarryForward):
                 stamps[name] = at >> SOURCE_BITS
                 sizes[name] = len(value) - 2 * value.count("%")
             self._send(record_key(id_type, unquote(id_enc)), encode_stamps(stamps, sizes, version))
-        super().remember(batch_id, id_type, names, rows)
+        super().remember(batch_id, id_type, names, rows, final)
 
     def restore(self, key: bytes, value: bytes) -> None:
         """Merge one changelog record into the guard (the newest ``occurred_at`` wins)."""

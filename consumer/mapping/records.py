@@ -9,14 +9,16 @@ topic and cached, so the per-record cost is one dict lookup more than decode + v
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from consumer.core.decode import Decoder, WriterSchemas, load_schema
 from consumer.core.model import ProfileUpdate, TopicPartition
 from consumer.errors import MappingFailed, MappingSpecError
-from consumer.mapping.engine import Apply, Skip, TopicMapping
-from consumer.mapping.spec import Mappings
+from consumer.mapping.contract_reader import ContractReader, Map, canonical, is_contract_entry
+from consumer.mapping.engine import Apply, EntrySpec, Skip, TopicMapping
+from consumer.mapping.spec import Mappings, load_builtin
 
 
 def decoder_for(
@@ -59,6 +61,7 @@ class RecordMapper:
         self._registry = registry
         self._writer_schema = writer_schema
         self._topics: dict[str, tuple[Decoder, Apply, bool]] = {}
+        self._readers: dict[str, Map] = {}  # topic -> how its records are mapped
 
     @property
     def mappings(self) -> Mappings:
@@ -96,13 +99,56 @@ class RecordMapper:
     def map(
         self, tp: TopicPartition, offset: int, value: bytes | None, timestamp: int | None
     ) -> ProfileUpdate | Skip:
-        prepared = self._topics.get(tp.topic)
+        reader = self._readers.get(tp.topic)
+        if reader is None:
+            reader = self._reader(tp.topic)
+        return reader(tp, offset, value, timestamp)
+
+    def _reader(self, topic: str) -> Map:
+        prepared = self._topics.get(topic)
         if prepared is None:
             try:
-                prepared = self._prepare(tp.topic)
+                prepared = self._prepare(topic)
             except MappingSpecError as exc:
                 raise MappingFailed("topic", next(iter(exc.problems.values()))) from None
         decoder, apply, debezium = prepared
-        if not value and debezium:
-            return apply(None, tp, offset, timestamp)  # a tombstone: a skip
-        return apply(decoder.decode(value), tp, offset, timestamp)
+
+        def general(
+            tp: TopicPartition, offset: int, value: bytes | None, timestamp: int | None
+        ) -> ProfileUpdate | Skip:
+            if not value and debezium:
+                return apply(None, tp, offset, timestamp)  # a tombstone: a skip
+            return apply(decoder.decode(value), tp, offset, timestamp)
+
+        reader: Map = general
+        if self._reads_as_contract(topic):
+            reader = ContractReader(general).map
+        self._readers[topic] = reader
+        return reader
+
+    def _reads_as_contract(self, topic: str) -> bool:
+        """Whether ``topic`` is mapped by the built-in contract and written with its schema
+        (plain Avro; records are then read without schema resolution)."""
+        entry = self._mappings.for_topic(topic)
+        if entry is None or self._registry is not None:
+            return False
+        spec = entry.spec
+        try:
+            writer = self._writer_schema or (
+                load_schema(Path(spec.schema)) if spec.schema else None
+            )
+            reader = load_schema(Path(spec.reader_schema)) if spec.reader_schema else None
+            if writer is None or not is_contract_entry(spec, _contract()[0]):
+                return False
+            form = _contract()[1]
+            return canonical(writer) == form and (reader is None or canonical(reader) == form)
+        except Exception:  # the general path reports whatever is wrong with the schemas
+            return False
+
+
+@cache
+def _contract() -> tuple[EntrySpec, str]:
+    """The built-in contract entry and its schema's canonical form."""
+    spec = load_builtin().entries[0].spec
+    assert spec.schema is not None
+    return spec, canonical(load_schema(Path(spec.schema)))

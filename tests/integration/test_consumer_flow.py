@@ -185,3 +185,21 @@ def _schema_text() -> str:
     from pathlib import Path
 
     return (Path(__file__).resolve().parents[2] / "schemas" / "profile_change.avsc").read_text()
+
+
+def test_exit_when_idle_does_not_take_a_backpressure_pause_for_the_end(
+    stack: Callable[..., Stack],
+) -> None:
+    # Carry-forward full of profiles whose batches Target has not completed (3 s to apply)
+    # pauses consumption; --exit-when-idle (2 s) must not stop the run during that pause.
+    s = stack(partitions=1, topics=1, bulk_apply_delay=3.0)
+    events = [event(f"p{i}", {"loyaltyTier": "gold"}, 1_000 + i) for i in range(400)]
+    s.produce(events)
+    summary = s.run_to_idle(
+        PROFILE_SYNC_CARRY_FORWARD_MAX_PROFILES="100",
+        PROFILE_SYNC_BATCH_MAX_ROWS="100",
+        PROFILE_SYNC_CONSUME_BATCH_SIZE="50",
+    )
+    assert summary["events_consumed"] == len(events)
+    s.wait_for_state(s.expected(events))
+    assert s.all_committed(), s.uncommitted()

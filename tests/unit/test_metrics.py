@@ -51,6 +51,7 @@ CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "profile_sync_single_budget_remaining": ("gauge", ()),
     "profile_sync_single_budget": ("gauge", ()),
     "profile_sync_single_update_delay_seconds": ("histogram", ()),
+    "profile_sync_loop_turn_seconds": ("histogram", ()),
     "profile_sync_carry_forward_profiles": ("gauge", ()),
     "profile_sync_carry_forward_evictions": ("counter", ()),
     "profile_sync_carry_forward_bytes": ("gauge", ()),

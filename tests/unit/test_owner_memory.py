@@ -1,4 +1,4 @@
-"""The owner's memory: written to the changelog at the cut, restored by a new owner, and
+"""The owner's memory: written to the changelog as a cut is finished, restored by a new owner, and
 honoured by the batcher (consumer/core/owner_memory.py, carry.restore_guard)."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def test_a_new_owner_refuses_an_event_older_than_what_the_previous_owner_sent() 
     first.add(make_update("p 1", {"tier": "gold"}, occurred_at=2_000, tp=CRM), 0.0)
     first.add(make_update("p 1", {"city": "Lyon"}, occurred_at=1_500, tp=POS), 0.0)
     first.cut_all("linger")
+    first.take_ready()  # the cut is finished: its file written, its changelog records sent
     assert [k for k, _ in log] == [b"thirdPartyId:p 1"]
 
     second, carry = _owner([])
@@ -50,6 +51,7 @@ def test_the_changelog_record_holds_every_attribute_sent_so_far_with_its_newest_
     batcher.cut_all("linger")
     batcher.add(make_update("p", {"a": "2"}, occurred_at=20, tp=CRM), 0.0)
     batcher.cut_all("linger")
+    batcher.take_ready()
     key, value = log[-1]
     assert parse_key(key) == (IdType.THIRD_PARTY_ID, "p")
     assert decode_stamps(value) == {"a": 20, "b": 10}
