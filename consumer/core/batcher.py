@@ -37,7 +37,23 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import islice
 
-from consumer.core.buffer import NO_SOURCE, SOURCE_BITS, SOURCE_MASK, Buffer, Row, stamp
+from consumer.core.buffer import (
+    COUNT,
+    MAX_NARROW,
+    MAX_OCCURRED_AT,
+    NO_SOURCE,
+    ONE_ENTRY,
+    SOURCE_BITS,
+    SOURCE_MASK,
+    Buffer,
+    Row,
+    cell_stamp,
+    close_stamps,
+    drop_unused,
+    insert_sorted,
+    open_stamps,
+    stamp,
+)
 from consumer.core.carry import CarryForward, Sent
 from consumer.core.held import Guard, held_besides
 from consumer.core.model import BatchFile, IdType, ProfileUpdate, TopicPartition
@@ -163,6 +179,11 @@ class Batcher:
             src = self._sources[update.tp] = len(self._sources)
             if src >= NO_SOURCE:  # never in practice: a stamp's source field is full
                 raise OverflowError(f"more than {NO_SOURCE - 1} partitions in one process")
+        if update.occurred_at > MAX_OCCURRED_AT:  # the intake refuses these long before
+            raise OverflowError(
+                f"occurred_at {update.occurred_at} is past {MAX_OCCURRED_AT}, the last"
+                " millisecond a 64-bit stamp holds (the year 3084)"
+            )
         id_enc = update.profile_id.translate(_TABLE)
         buffer = self._buffers[update.id_type]
         outcome = self._merge(buffer, id_enc, update, src, now)
@@ -185,12 +206,12 @@ class Batcher:
         src = self._sources.get(update.tp)
         if row is None or src is None:
             return {}
-        mine = stamp(update.occurred_at, src)
+        mine = stamp(update.occurred_at, src).to_bytes(8, "big")
         out = {}
         for name, value in update.attributes.items():
             char = buffer.slots.get(name)
             pos = row.cols.find(char) if char is not None else -1
-            if pos >= 0 and row.stamps[pos] == mine:
+            if pos >= 0 and cell_stamp(row.stamps, pos) == mine:
                 out[name] = value
         return out
 
@@ -208,32 +229,52 @@ class Batcher:
         if row is None:
             if rows and len(rows) >= self.limits.max_rows:
                 return _ROWS
-            cols, joined, stamps_t, guard = self._start_row(buffer, id_enc)
+            cols, joined, packed, guard = self._start_row(buffer, id_enc)
             old_body = -len(id_enc) - 1  # a new row adds its id and newline
             old_cells = 0
         else:
-            cols, joined, stamps_t, guard = row.cols, row.vals, row.stamps, row.guard
+            cols, joined, packed, guard = row.cols, row.vals, row.stamps, row.guard
             old_body = len(joined) - len(cols)
             old_cells = len(cols)
         vals = joined.split(",")  # vals[0] is "": value i is vals[i + 1]
-        stamps = list(stamps_t)
+        # The cells' stamps (consumer/core/buffer.py): an index into ``table`` per cell; this
+        # event's stamp becomes entry ``k`` if any cell takes it.
+        k = packed[-1] if packed else 0
+        if k:  # open_stamps, inlined for the common (narrow) case
+            index: bytearray | list[int] = bytearray(packed[8 * k : -1])
+            table = packed[: 8 * k]
+        elif not packed:
+            index, table = bytearray(), b""
+        else:
+            index, table = open_stamps(packed, len(cols))  # the wide form
+            k = len(table) >> 3
         slots = buffer.slots
         values = _VALUES
         occurred_at = update.occurred_at
         mine = occurred_at << SOURCE_BITS | src  # stamp(occurred_at, src), inlined
+        mine_b = mine.to_bytes(8, "big")
+        # The table is in order: only when its newest stamp is newer than this event can a
+        # cell hold a newer value (out of order: rare), so only then are cells compared.
+        newer = k and table[-8:] > mine_b
         changed = False
         for name, value in update.attributes.items():
             char = slots.get(name) or self._column(buffer, name, add=False)
             pos = cols.find(char) if char is not None else -1
-            old = stamps[pos] if pos >= 0 else self._guarded(guard, name) if guard else None
-            # ``old <= mine`` (not older) is the common case, decided by one comparison.
-            if (
-                old is not None
-                and old > mine
-                and old & SOURCE_MASK != src
-                and old >> SOURCE_BITS > occurred_at
-            ):
-                continue  # an older event from another partition: the newer value stays
+            if pos >= 0:
+                if newer:
+                    at = index[pos] << 3
+                    old = int.from_bytes(table[at : at + 8], "big")
+                    if old > mine and old & SOURCE_MASK != src and old >> SOURCE_BITS > occurred_at:
+                        continue  # an older event from another partition: the newer value stays
+            elif guard:
+                guarded = self._guarded(guard, name)
+                if (
+                    guarded is not None
+                    and guarded > mine
+                    and guarded & SOURCE_MASK != src
+                    and guarded >> SOURCE_BITS > occurred_at
+                ):
+                    continue
             value_enc = values.get(value)
             if value_enc is None:
                 value_enc = value.translate(_TABLE)
@@ -243,11 +284,11 @@ class Batcher:
                     values[value] = value_enc
             if pos >= 0:
                 vals[pos + 1] = value_enc
-                stamps[pos] = mine
+                index[pos] = k
             else:
                 cols += char or self._column(buffer, name)  # type: ignore[operator]
                 vals.append(value_enc)
-                stamps.append(mine)
+                index.append(k)
             changed = True
         if row is None and not cols:
             # Every value was stale and nothing is carried: a row without a value would
@@ -278,12 +319,32 @@ class Batcher:
             if refused is not None:
                 buffer.drop_columns(len(buffer.names) - columns_before)
                 return refused
+            stamps = packed
+            if changed and index.count(k) == len(index) <= MAX_NARROW:  # all this event's
+                stamps = mine_b + ONE_ENTRY[len(index)]
+            elif changed:
+                if newer:
+                    index, table = insert_sorted(index, table, mine_b)
+                else:
+                    table += mine_b
+                if type(index) is bytearray:
+                    for i in range(k):  # entries whose every cell this event replaced go
+                        if i not in index:
+                            index, table = drop_unused(index, table, k)
+                            break
+                else:  # a wide row: one pass
+                    index, table = drop_unused(index, table, k)
+                k = len(table) >> 3
+                if k <= MAX_NARROW and type(index) is bytearray:  # close_stamps, inlined
+                    stamps = b"".join((table, index, COUNT[k]))
+                else:
+                    stamps = close_stamps(index, table)
             if row is None:
-                rows[id_enc] = Row(buffer.shape(cols), joined, tuple(stamps), guard)
+                rows[id_enc] = Row(buffer.shape(cols), joined, stamps, guard)
             else:
                 if cols is not row.cols:  # a column was added
                     cols = buffer.shape(cols)
-                row.cols, row.vals, row.stamps = cols, joined, tuple(stamps)
+                row.cols, row.vals, row.stamps = cols, joined, stamps
             buffer.body_bytes += body
             buffer.cells = cells
         if buffer.event_count == 0:
@@ -296,19 +357,17 @@ class Batcher:
         buffer.event_count += 1
         return None
 
-    def _start_row(
-        self, buffer: Buffer, id_enc: str
-    ) -> tuple[str, str, tuple[int, ...], Guard | None]:
+    def _start_row(self, buffer: Buffer, id_enc: str) -> tuple[str, str, bytes, Guard | None]:
         """A new row's cells: what a pending batch sent for the profile (carry-forward)."""
         carry = self.carry
         if carry is None:
-            return "", "", (), None
+            return "", "", b"", None
         guard = carry.guard(buffer.id_type, id_enc)
         seed = self._seed(buffer.id_type, id_enc) if self._cutting else None
         if seed is None:
             seed = carry.seed(buffer.id_type, id_enc)
         if seed is None:
-            return "", "", (), guard
+            return "", "", b"", guard
         names, sent = seed
         columns = buffer.columns
         cols = []

@@ -6,14 +6,16 @@ is three immutable objects instead of a dict of cells:
 - ``cols``: one character per cell, ``chr(i)`` for the buffer's column ``i``;
 - ``vals``: the cells' values, already percent-encoded, each after a comma
   (``",gold,Z%C3%BCrich"``): an encoded value never holds a raw comma;
-- ``stamps``: per cell, when its value happened and where it came from, packed in one int
-  (``stamp(occurred_at, source)``); all cells of one event share one int object.
+- ``stamps``: per cell, when its value happened and where it came from
+  (``stamp(occurred_at, source)``, 64 bits), in one ``bytes``: each distinct stamp once
+  and a one-byte index per cell (layout below); a row's cells come from a few events.
 
 Plain slotted state, no logic beyond sizes and stamps.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from consumer.core.model import IdType
@@ -22,15 +24,26 @@ from consumer.target.wire import header_line
 if TYPE_CHECKING:
     from consumer.core.held import Guard
 
-# A stamp packs (occurred_at ms, source partition id): compare the time with ``>>``, the
-# source with ``&``. Python ints do not overflow, so any occurred_at fits. 19 bits keep a
-# stamp under 2**60 until 2039 (occurred_at < 2**41 ms), a two-digit int of 32 bytes
-# instead of 48: one per event in the buffer. Up to 524,286 partitions per process.
+# A stamp packs (occurred_at ms, source partition id) in 64 bits: compare the time with
+# ``>>``, the source with ``&``. Rows keep stamps as 8 big-endian bytes, so comparing two
+# packed stamps as bytes compares them as numbers. 19 bits of source leave 45 of time:
+# occurred_at below 2**45 ms (the year 3084; the intake refuses events more than a year
+# ahead); up to 524,286 partitions per process (a clear error beyond).
 SOURCE_BITS = 19
 SOURCE_MASK = (1 << SOURCE_BITS) - 1
+STAMP_BITS = 64
+MAX_OCCURRED_AT = (1 << (STAMP_BITS - SOURCE_BITS)) - 1
 # The source of stamps restored from outside this process (no partition of ours): it never
 # equals a real source, so such a stamp guards against older events from every partition.
 NO_SOURCE = SOURCE_MASK
+
+# A row's ``stamps`` (``b""`` for a row without cells): the table of its distinct stamps
+# (8 bytes each, table index i at 8 * i), in ascending order so that the last one is the
+# newest (an event at least as new needs no comparison per cell), then one index per cell
+# in ``cols`` order, then the number of table entries k in one byte (1-255). A row of more
+# than 255 distinct stamps (hundreds of events of one profile, each leaving a different
+# attribute) has 2-byte indexes and ends with k in 2 bytes and a zero byte instead.
+MAX_NARROW = 255
 
 
 # How many distinct row shapes a buffer shares (beyond that, rows keep their own).
@@ -45,6 +58,117 @@ def stamp_time(value: int) -> int:
     return value >> SOURCE_BITS
 
 
+def pack(value: int) -> bytes:
+    """One stamp as a row stores it."""
+    return value.to_bytes(8, "big")
+
+
+# The last byte of a narrow row's stamps, by table size.
+COUNT = tuple(bytes((k,)) for k in range(MAX_NARROW + 1))
+# What follows the one entry of a row of n cells all from one event, by n.
+ONE_ENTRY = tuple(bytes(n) + COUNT[1] for n in range(MAX_NARROW + 1))
+
+
+def open_stamps(stamps: bytes, cells: int) -> tuple[bytearray | list[int], bytes]:
+    """(index per cell, table) of a row's ``stamps``, to be changed and ``close_stamps``-ed.
+    The batcher inlines the narrow case."""
+    if not stamps:
+        return bytearray(), b""
+    k = stamps[-1]
+    if k:
+        return bytearray(stamps[8 * k : -1]), stamps[: 8 * k]
+    k = int.from_bytes(stamps[-3:-1], "big")
+    return list(struct.unpack(f">{cells}H", stamps[8 * k : -3])), stamps[: 8 * k]
+
+
+def close_stamps(index: bytearray | list[int], table: bytes) -> bytes:
+    """A row's ``stamps`` from its index per cell and table (every entry in use)."""
+    k = len(table) >> 3
+    if k <= MAX_NARROW:  # indexes of a wide row fit a byte again once it has 255 entries
+        return b"".join((table, bytes(index), COUNT[k])) if k else b""
+    wide = struct.pack(f">{len(index)}H", *index)
+    return b"".join((table, wide, k.to_bytes(2, "big"), b"\x00"))
+
+
+# _DROP[i] renumbers a narrow index once table entry i is gone (entries after it move down).
+_DROP = tuple(bytes(x if x <= i else x - 1 for x in range(256)) for i in range(256))
+
+
+def drop_unused(
+    index: bytearray | list[int], table: bytes, old: int
+) -> tuple[bytearray | list[int], bytes]:
+    """Remove the first ``old`` table entries no cell uses any more (the order is kept);
+    returns the index, renumbered, and the table."""
+    if not isinstance(index, bytearray):  # a wide row: one pass, not one per entry
+        used = set(index)
+        keep = [i for i in range(len(table) >> 3) if i >= old or i in used]
+        if len(keep) == len(table) >> 3:
+            return index, table
+        renumber = {i: n for n, i in enumerate(keep)}
+        return [renumber[x] for x in index], b"".join(table[8 * i : 8 * i + 8] for i in keep)
+    for i in range(old - 1, -1, -1):
+        if i not in index:
+            table = table[: 8 * i] + table[8 * i + 8 :]
+            index = index.translate(_DROP[i])
+    return index, table
+
+
+def insert_sorted(
+    index: bytearray | list[int], table: bytes, new: bytes
+) -> tuple[bytearray | list[int], bytes]:
+    """``table`` with stamp ``new`` in its place, which ``index`` calls entry ``len(table) // 8``
+    (an event older than some of the row's stamps that still set a cell)."""
+    k = len(table) >> 3
+    j = 0
+    while j < k and table[8 * j : 8 * j + 8] <= new:
+        j += 1
+    moved = {**{x: x + 1 for x in range(j, k)}, k: j}
+    if isinstance(index, bytearray):
+        index = index.translate(bytes(moved.get(x, x) for x in range(256)))
+    else:
+        index = [moved.get(x, x) for x in index]
+    return index, table[: 8 * j] + new + table[8 * j :]
+
+
+def cell_stamp(stamps: bytes, pos: int) -> bytes:
+    """The packed stamp of cell ``pos`` of a row's ``stamps``."""
+    k = stamps[-1]
+    if k:
+        i = stamps[8 * k + pos]
+    else:
+        k = int.from_bytes(stamps[-3:-1], "big")
+        i = int.from_bytes(stamps[8 * k + 2 * pos : 8 * k + 2 * pos + 2], "big")
+    return stamps[8 * i : 8 * i + 8]
+
+
+def pack_stamps(values: list[int]) -> bytes:
+    """A row's ``stamps`` from its stamps as ints, one per cell (``unpack_stamps`` undone)."""
+    entries = {v: i for i, v in enumerate(sorted(set(values)))}
+    index = [entries[v] for v in values]
+    table = b"".join(pack(v) for v in entries)
+    return close_stamps(bytearray(index) if len(entries) <= MAX_NARROW else index, table)
+
+
+# Readers of the table of k stamps, by k (a narrow row's tables).
+_TABLES = tuple(struct.Struct(f">{k}Q") for k in range(MAX_NARROW + 1))
+
+
+def unpack_stamps(stamps: bytes) -> list[int]:
+    """A row's stamps as ints, one per cell in ``cols`` order."""
+    if not stamps:
+        return []
+    k = stamps[-1]
+    if k == 1:  # one event's cells
+        return [int.from_bytes(stamps[:8], "big")] * (len(stamps) - 9)
+    if k:
+        table = _TABLES[k].unpack_from(stamps)
+        return [table[i] for i in stamps[8 * k : -1]]
+    k = int.from_bytes(stamps[-3:-1], "big")
+    table = struct.unpack_from(f">{k}Q", stamps)
+    wide = stamps[8 * k : -3]
+    return [table[i] for i in struct.unpack(f">{len(wide) // 2}H", wide)]
+
+
 def raw_size(encoded: str) -> int:
     """UTF-8 bytes behind percent-encoded text: one character per safe byte, %XX per other."""
     return len(encoded) - 2 * encoded.count("%")
@@ -57,7 +181,7 @@ class Row:
         self,
         cols: str,
         vals: str,
-        stamps: tuple[int, ...],
+        stamps: bytes,
         guard: Guard | None,
     ) -> None:
         self.cols = cols

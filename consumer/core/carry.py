@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from consumer.core.buffer import NO_SOURCE, Row, raw_size, stamp, stamp_time
+from consumer.core.buffer import NO_SOURCE, Row, raw_size, stamp, stamp_time, unpack_stamps
 from consumer.core.held import Guard, Sent, fold, make_guard
 from consumer.core.model import IdType
 
@@ -40,7 +40,7 @@ _Key = tuple[IdType, str]
 PROFILE_COST = 600
 ROW_CELL_COST = 12  # a cell of a carried row: its column character and stamp
 GUARD_CELL_COST = 120  # a cell of a guard: a dict slot and a (value, stamp) tuple
-_EMPTY = Row("", "", (), None)
+_EMPTY = Row("", "", b"", None)
 
 
 class _Entry:
@@ -233,7 +233,8 @@ class CarryForward:
             names, row = entry.names, entry.row
             values = row.vals.split(",")[1:]
             sent = {
-                names[ord(c)]: (v, s) for c, v, s in zip(row.cols, values, row.stamps, strict=True)
+                names[ord(c)]: (v, s)
+                for c, v, s in zip(row.cols, values, unpack_stamps(row.stamps), strict=True)
             }
             entry.names, entry.row = [], _EMPTY
             self._set_older(entry, fold(entry.older, sent))

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from consumer.core.buffer import SOURCE_BITS, Row, raw_size
+from consumer.core.buffer import SOURCE_BITS, Row, raw_size, unpack_stamps
 from consumer.core.carry import CarryForward
 from consumer.core.internal_format import record_key
 from consumer.core.model import IdType
@@ -164,7 +164,9 @@ class LoggedCarry(CarryForward):
                     for name, held in guard.unknown.items():
                         sizes[name] = held - raw_size(name)
             values = row.vals.split(",")
-            for char, value, at in zip(row.cols, values[1:], row.stamps, strict=True):
+            for char, value, at in zip(
+                row.cols, values[1:], unpack_stamps(row.stamps), strict=True
+            ):
                 name = names[ord(char)]
                 stamps[name] = at >> SOURCE_BITS
                 sizes[name] = len(value) - 2 * value.count("%")

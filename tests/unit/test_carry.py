@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from consumer.core.buffer import NO_SOURCE, SOURCE_MASK, Row, stamp, stamp_time
+from consumer.core.buffer import (
+    NO_SOURCE,
+    SOURCE_MASK,
+    Row,
+    pack_stamps,
+    stamp,
+    stamp_time,
+    unpack_stamps,
+)
 from consumer.core.carry import CarryForward
 from consumer.core.model import IdType
 
@@ -25,7 +33,7 @@ class Batch:
             pid: Row(
                 "".join(chr(self.names.index(n)) for n in cells),
                 "".join("," + c[0] for c in cells.values()),
-                tuple(stamp(c[1], c[2]) for c in cells.values()),
+                pack_stamps([stamp(c[1], c[2]) for c in cells.values()]),
                 None,
             )
             for pid, cells in rows.items()
@@ -48,7 +56,7 @@ def seeded(carry: CarryForward, id_type: IdType, pid: str) -> dict[str, Cell] | 
     values = row.vals.split(",")[1:]
     return {
         names[ord(c)]: (v, stamp_time(s), s & SOURCE_MASK)
-        for c, v, s in zip(row.cols, values, row.stamps, strict=True)
+        for c, v, s in zip(row.cols, values, unpack_stamps(row.stamps), strict=True)
     }
 
 

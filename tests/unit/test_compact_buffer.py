@@ -5,7 +5,10 @@ compact (issue 14): for the same events and the same cuts, releases and carry bo
 new batcher must answer every call the same way and produce byte-identical batch files.
 Events go through validation and rendering first (strings with commas, escapes, line
 breaks and non-ASCII, longs, doubles, booleans, nulls and empty strings), with
-``occurred_at`` out of order across partitions.
+``occurred_at`` out of order across partitions, near 0, today and near the last millisecond
+a packed stamp holds (``MAX_OCCURRED_AT``); and rows of hundreds of distinct stamps (the
+wide form of a row's stamps). The legacy code keeps ``(value, occurred_at, source)`` per
+cell in dicts, so it shares nothing with how stamps are packed now.
 
 The legacy batcher has no ``width`` cut (issue 17, item 13: tests/unit/test_batch_width.py).
 The events here cannot reach it: at most 5 rows and 7 columns per buffer give at most 30
@@ -17,12 +20,23 @@ shows here instead of silently narrowing what is compared.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.core.batcher import STALE, Batcher, BatchLimits
+from consumer.core.buffer import (
+    MAX_OCCURRED_AT,
+    SOURCE_BITS,
+    cell_stamp,
+    pack,
+    pack_stamps,
+    stamp,
+    unpack_stamps,
+)
 from consumer.core.carry import CarryForward
 from consumer.core.model import IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import to_update
@@ -64,11 +78,16 @@ _action = st.one_of(
 )
 
 
-def _update(spec: dict[str, Any], offset: int) -> ProfileUpdate | None:
+# occurred_at of the events is a base plus 0-6: out of order within a few milliseconds, at
+# the epoch, today, and at the top of what a stamp holds.
+_BASES = st.sampled_from([0, 1_790_000_000_000, MAX_OCCURRED_AT - 6])
+
+
+def _update(spec: dict[str, Any], offset: int, base: int = 0) -> ProfileUpdate | None:
     record = event(
         spec["pid"],
         spec["attrs"],
-        spec["occurred_at"],
+        base + spec["occurred_at"],
         id_type=spec["id_type"],
         priority=spec["priority"],
     )
@@ -86,9 +105,10 @@ def _update(spec: dict[str, Any], offset: int) -> ProfileUpdate | None:
     # their batch to complete (eviction is checked against a model in test_batcher.py).
     carry_max=st.none() | st.just(0) | st.just(10_000),
     actions=st.lists(_action, min_size=5, max_size=60),
+    base=_BASES,
 )
 def test_the_compact_buffer_writes_the_same_files_as_the_dict_buffer(
-    max_rows: int, max_bytes: int, carry_max: int | None, actions: list[tuple[str, Any]]
+    max_rows: int, max_bytes: int, carry_max: int | None, actions: list[tuple[str, Any]], base: int
 ) -> None:
     carry = CarryForward(carry_max) if carry_max is not None else None
     legacy_carry = LegacyCarry(carry_max) if carry_max is not None else None
@@ -99,7 +119,7 @@ def test_the_compact_buffer_writes_the_same_files_as_the_dict_buffer(
     for kind, arg in actions:
         if kind == "add":
             offset += 1
-            update = _update(arg, offset)
+            update = _update(arg, offset, base)
             if update is None:
                 continue
             got, expected = new.add(update, now), old.add(update, now)
@@ -135,16 +155,16 @@ def test_the_compact_buffer_writes_the_same_files_as_the_dict_buffer(
 
 
 @settings(max_examples=200, deadline=None)
-@given(specs=st.lists(_event, max_size=40), max_bytes=st.integers(60, 600))
+@given(specs=st.lists(_event, max_size=40), max_bytes=st.integers(60, 600), base=_BASES)
 def test_out_of_order_events_leave_the_newest_value_of_every_attribute(
-    specs: list[dict[str, Any]], max_bytes: int
+    specs: list[dict[str, Any]], max_bytes: int, base: int
 ) -> None:
     # Files applied in the order they were cut hold, per attribute, the value of the
     # newest event by occurred_at (within a partition, the later offset) - the fold.
     batcher = Batcher(BatchLimits(3, max_bytes, 1.0), CarryForward(10_000))
     updates = []
     for n, spec in enumerate(specs):
-        update = _update(spec, n)
+        update = _update(spec, n, base)
         if update is None:
             continue
         batcher.add(update, 0.0)
@@ -167,3 +187,84 @@ def test_a_restored_guard_makes_an_older_event_stale() -> None:
 
 def _ev(pid: str, attrs: dict[str, Any]) -> dict[str, Any]:
     return {"pid": pid, "id_type": "THIRD_PARTY_ID", "tp": 0, "priority": "NORMAL", "attrs": attrs}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_profile_with_hundreds_of_distinct_stamps_writes_the_same_files(seed: int) -> None:
+    # One profile, 1,200 events over two partitions, each setting one of 1,000 attributes at
+    # its own occurred_at, shuffled: the row holds more distinct stamps than one byte can
+    # index, is cut, carried into the next batch, released into the guard, and merged on.
+    rng = random.Random(seed)
+    carry, legacy_carry = CarryForward(100), LegacyCarry(100)
+    new = Batcher(BatchLimits(10, 1_000_000, 1.0), carry)
+    old = LegacyBatcher(LegacyLimits(10, 1_000_000, 1.0), legacy_carry)
+    times = list(range(1_200))
+    rng.shuffle(times)
+    base = rng.choice([1_790_000_000_000, MAX_OCCURRED_AT - 1_200])
+    for n, at in enumerate(times):
+        spec = {**_ev("crm-0001", {f"a{rng.randrange(1_000)}": f"v{n}"}), "tp": rng.randrange(2)}
+        update = _update({**spec, "occurred_at": at}, n, base)
+        assert update is not None
+        got, expected = new.add(update, 0.0), old.add(update, 0.0)
+        assert (got if isinstance(got, int) else got.value) == (
+            expected if isinstance(expected, int) else expected.value
+        )
+        assert new.winning_attributes(update) == old.winning_attributes(update)
+        if n in (600, 900):  # cut; the second time, that batch completes
+            new.cut_all("test")
+            old.cut_all("test")
+            files = new.take_ready()
+            assert files == old.take_ready()
+            seed_row = carry.seed(IdType.THIRD_PARTY_ID, "crm-0001")
+            assert seed_row is not None
+            assert len(set(unpack_stamps(seed_row[1].stamps))) > 255  # the wide form
+            if n == 900:  # the next events meet its stamps in the guard, not a carried row
+                batch_id = files[0].batch_id
+                assert carry.release(batch_id) == legacy_carry.release(batch_id) == 1
+    # One event newer than all sets every attribute: one distinct stamp again (narrow).
+    everything = {f"a{i}": f"last {i}" for i in range(1_000)}
+    update = _update({**_ev("crm-0001", everything), "occurred_at": 1_200}, 1_200, base)
+    assert update is not None
+    assert new.add(update, 0.0) == old.add(update, 0.0)
+    assert new.winning_attributes(update) == old.winning_attributes(update) == everything
+    new.cut_all("test")
+    old.cut_all("test")
+    assert new.take_ready() == old.take_ready()
+
+
+_stamps = st.lists(
+    st.integers(0, MAX_OCCURRED_AT).map(lambda t: t << SOURCE_BITS)
+    | st.integers(0, 2**64 - 1)
+    | st.sampled_from([0, 1, 2**64 - 1, stamp(MAX_OCCURRED_AT, 5)]),
+    max_size=40,
+)
+
+
+@given(
+    values=_stamps | st.lists(st.integers(0, 2**64 - 1), min_size=256, max_size=300, unique=True)
+)
+def test_packed_stamps_read_back_as_they_were_and_compare_as_numbers(values: list[int]) -> None:
+    packed = pack_stamps(values)
+    assert unpack_stamps(packed) == values
+    for pos, value in enumerate(values):
+        assert cell_stamp(packed, pos) == pack(value)
+    if len(values) >= 2:
+        a, b = values[0], values[-1]
+        assert (pack(a) > pack(b)) == (a > b)
+
+
+def test_an_occurred_at_past_what_a_stamp_holds_is_a_clear_error_and_changes_nothing() -> None:
+    batcher = Batcher(BatchLimits(10, 10_000, 1.0), CarryForward(10))
+    last = _update({**_ev("crm-0001", {"tier": "gold"}), "occurred_at": 0}, 1, MAX_OCCURRED_AT)
+    beyond = _update(
+        {**_ev("crm-0001", {"tier": "x", "city": "y"}), "occurred_at": 1},
+        2,
+        last.occurred_at if last else 0,
+    )
+    assert last is not None and beyond is not None
+    assert isinstance(batcher.add(last, 0.0), int)
+    with pytest.raises(OverflowError, match=f"occurred_at {MAX_OCCURRED_AT + 1} is past"):
+        batcher.add(beyond, 0.0)
+    batcher.cut_all("test")
+    (batch,) = batcher.take_ready()
+    assert batch.body.endswith(b"thirdPartyId,tier\ncrm-0001,gold\n")
