@@ -78,6 +78,7 @@ def test_a_new_owner_restores_the_memory_of_its_partitions_only(
         first.add(make_update(pid, {"tier": "gold"}, occurred_at=10_000 + i, tp=crm), 0.0)
         producer.forward(f"thirdPartyId:{pid}".encode(), b"x", unit=-(i + 1))
     first.cut_all("linger")
+    first.take_ready()  # the cut finished: its changelog records written
     mark = producer.changelog_mark()
     assert mark == len(profiles)
     wait_for(lambda: producer.poll() or producer.changelog_done(mark), 30, "changelog acks")
