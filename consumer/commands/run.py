@@ -9,6 +9,7 @@ A second SIGTERM/SIGINT exits at once with 143/130 without committing.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
@@ -252,6 +253,10 @@ def _follow_group_size(settings: config.Settings, loop: Loop) -> GroupMembers | 
     return members
 
 
+# After the shutdown timeout, how long the watchdog has before the last resort exits.
+LAST_RESORT_SECONDS = 5.0
+
+
 def _start_watchdog(loop: Loop, clock: Clock) -> None:
     """Whatever is in flight, the process is gone ``SHUTDOWN_TIMEOUT_SECONDS`` after the
     stop was asked for (guarantee 10): a close that hangs (a broker gone, a stuck call)
@@ -272,6 +277,10 @@ def _start_watchdog(loop: Loop, clock: Clock) -> None:
     timer = threading.Timer(timeout, overrun)
     timer.daemon = True
     timer.start()
+    # The timer needs the interpreter; a C call that keeps it (a Kafka client close stuck
+    # in a rebalance was seen to) would hold the exit forever. faulthandler's own thread
+    # needs nothing: a little later it writes every thread's stack to stderr and exits 1.
+    faulthandler.dump_traceback_later(timeout + LAST_RESORT_SECONDS, exit=True)
 
 
 def _install_signals(loop: Loop, clock: Clock) -> None:
