@@ -61,7 +61,10 @@ def test_slow_bulk_lands_after_a_faster_single_update_and_wins(
         assert target.single(mbox3rdPartyId="crm-1", **{"profile.tier": "gold"}).status_code == 200
         if target.status(up)["status"] == "incomplete":
             assert target.attrs("crm-1") == {"tier": "gold"}
-        emulator.control.wait_until(lambda: target.status(up)["status"] == "complete", 10)
+        # A status poll is a bulk-API call (50 a minute per tenant): poll like a client.
+        emulator.control.wait_until(
+            lambda: target.status(up)["status"] == "complete", 10, interval=0.2
+        )
         assert target.attrs("crm-1") == {"tier": "silver"}
     detail = emulator.control.profiles(details=True)["thirdPartyId"]["crm-1"]["tier"]
     assert detail["source"] == f"batch:{up.batch_id}"
