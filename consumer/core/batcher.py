@@ -362,13 +362,12 @@ class Batcher:
         carry = self.carry
         if carry is None:
             return "", "", b"", None
-        guard = carry.guard(buffer.id_type, id_enc)
+        guard, sent, names = carry.start(buffer.id_type, id_enc)
         seed = self._seed(buffer.id_type, id_enc) if self._cutting else None
-        if seed is None:
-            seed = carry.seed(buffer.id_type, id_enc)
-        if seed is None:
+        if seed is not None:
+            names, sent = seed
+        elif sent is None:
             return "", "", b"", guard
-        names, sent = seed
         columns = buffer.columns
         cols = []
         for char in sent.cols:

@@ -100,6 +100,15 @@ class CarryForward:
         entry = self._entries.get((id_type, id_enc))
         return self._older(entry) if entry is not None else None
 
+    def start(self, id_type: IdType, id_enc: str) -> tuple[Guard | None, Row | None, list[str]]:
+        """``guard`` and ``seed`` in one look-up (a new row needs both): (guard, the row last
+        sent if its batch is pending, that batch's column names)."""
+        entry = self._entries.get((id_type, id_enc))
+        if entry is None:
+            return None, None, []
+        guard = self._older(entry)
+        return (guard, entry.row, entry.names) if entry.pending else (guard, None, [])
+
     def remember(
         self,
         batch_id: int,
