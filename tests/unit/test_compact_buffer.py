@@ -32,6 +32,7 @@ from consumer.core.buffer import (
     MAX_OCCURRED_AT,
     SOURCE_BITS,
     cell_stamp,
+    insert_sorted,
     pack,
     pack_stamps,
     stamp,
@@ -268,3 +269,26 @@ def test_an_occurred_at_past_what_a_stamp_holds_is_a_clear_error_and_changes_not
     batcher.cut_all("test")
     (batch,) = batcher.take_ready()
     assert batch.body.endswith(b"thirdPartyId,tier\ncrm-0001,gold\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    table=st.lists(st.integers(0, 2**64 - 1), min_size=0, max_size=40, unique=True),
+    cells=st.lists(st.integers(0, 40), min_size=1, max_size=30),
+    new=st.integers(0, 2**64 - 1),
+    wide=st.booleans(),
+)
+def test_an_older_stamp_is_inserted_in_order_and_every_cell_keeps_its_stamp(
+    table: list[int], cells: list[int], new: int, wide: bool
+) -> None:
+    # insert_sorted reuses index translations of small tables (the usual rows) and builds
+    # the others: both must keep every cell on its stamp, the new entry's cells on ``new``.
+    table.sort()
+    k = len(table)
+    index = [c % (k + 1) for c in cells]  # k: the cells the new stamp takes
+    packed = b"".join(pack(v) for v in table)
+    got, new_table = insert_sorted(index if wide else bytearray(index), packed, pack(new))
+    assert isinstance(got, list) == wide
+    stamps = [int.from_bytes(new_table[8 * i : 8 * i + 8], "big") for i in range(k + 1)]
+    assert stamps == sorted([*table, new])
+    assert [stamps[i] for i in got] == [new if i == k else table[i] for i in index]
