@@ -68,10 +68,31 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     """The unsigned varint at ``pos`` (its first byte has the continuation bit) and the
     position after it; (-1, pos) for one longer than 9 bytes (beyond 63 bits: left to
     fastavro, whose 64-bit arithmetic decides what it means)."""
+    # Unrolled to 6 bytes (42 bits: timestamps in ms to 2039 after zigzag), then a loop.
     result = buf[pos] & 0x7F
-    shift = 7
-    pos += 1
-    for _ in range(8):
+    b = buf[pos + 1]
+    if b < 0x80:
+        return result | b << 7, pos + 2
+    result |= (b & 0x7F) << 7
+    b = buf[pos + 2]
+    if b < 0x80:
+        return result | b << 14, pos + 3
+    result |= (b & 0x7F) << 14
+    b = buf[pos + 3]
+    if b < 0x80:
+        return result | b << 21, pos + 4
+    result |= (b & 0x7F) << 21
+    b = buf[pos + 4]
+    if b < 0x80:
+        return result | b << 28, pos + 5
+    result |= (b & 0x7F) << 28
+    b = buf[pos + 5]
+    if b < 0x80:
+        return result | b << 35, pos + 6
+    result |= (b & 0x7F) << 35
+    shift = 42
+    pos += 6
+    for _ in range(3):  # 9 bytes at most, as fastavro reads them
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
