@@ -183,7 +183,6 @@ class ContractReader:
         attributes: dict[str, str] = {}
         skipped: list[str] | None = None  # names of null or empty values
         names = self._names
-        chars = 0
         while True:
             count = buf[pos]
             pos += 1
@@ -246,9 +245,15 @@ class ContractReader:
                 else:
                     return None
                 attributes[name] = text
-                chars += len(name) + len(text)
-        if pos != len(buf) or not attributes or chars * 4 > MAX_PROFILE_BYTES:
-            return None  # trailing bytes, nothing to send, or maybe too large
+        if pos != len(buf) or not attributes:
+            return None  # trailing bytes or nothing to send
+        # Maybe too large (4 UTF-8 bytes per character at most): left to the general path.
+        # A record renders to at most 2.5 characters per byte (a boolean's "false" from its
+        # branch and value bytes), so only long records need their characters counted.
+        if len(buf) * 10 > MAX_PROFILE_BYTES and (
+            sum(map(len, attributes)) + sum(map(len, attributes.values()))
+        ) * 4 > MAX_PROFILE_BYTES:
+            return None
         # A name met twice keeps its last value at its first place, as fastavro's dict and
         # the general path's loop do; a null or empty one among them is left to that path.
         if skipped is not None and (
