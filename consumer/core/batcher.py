@@ -187,6 +187,8 @@ class Batcher:
         id_enc = update.profile_id.translate(_TABLE)
         buffer = self._buffers[update.id_type]
         outcome = self._merge(buffer, id_enc, update, src, now)
+        if outcome is None:  # merged: the common case
+            return buffer.batch_id
         if outcome is _BYTES or outcome is _ROWS or outcome is _WIDTH:
             self._cut(buffer, outcome)
             buffer = self._buffers[update.id_type]
@@ -256,7 +258,7 @@ class Batcher:
         # The table is in order: only when its newest stamp is newer than this event can a
         # cell hold a newer value (out of order: rare), so only then are cells compared.
         newer = k and table[-8:] > mine_b
-        changed = False
+        changed = replaced = False
         for name, value in update.attributes.items():
             char = slots.get(name) or self._column(buffer, name, add=False)
             pos = cols.find(char) if char is not None else -1
@@ -285,6 +287,7 @@ class Batcher:
             if pos >= 0:
                 vals[pos + 1] = value_enc
                 index[pos] = k
+                replaced = True
             else:
                 cols += char or self._column(buffer, name)  # type: ignore[operator]
                 vals.append(value_enc)
@@ -323,17 +326,23 @@ class Batcher:
             if changed and index.count(k) == len(index) <= MAX_NARROW:  # all this event's
                 stamps = mine_b + ONE_ENTRY[len(index)]
             elif changed:
-                if newer:
+                if newer:  # the old entries are 0..k but one, wherever this one went
                     index, table = insert_sorted(index, table, mine_b)
+                    old_entries = k + 1
                 else:
                     table += mine_b
-                if type(index) is bytearray:
-                    for i in range(k):  # entries whose every cell this event replaced go
+                    old_entries = k
+                # Every entry is in use before an event (kept so here): only an entry whose
+                # every cell this event replaced can fall out of use.
+                if not replaced:
+                    pass
+                elif type(index) is bytearray:
+                    for i in range(old_entries):
                         if i not in index:
-                            index, table = drop_unused(index, table, k)
+                            index, table = drop_unused(index, table, old_entries)
                             break
                 else:  # a wide row: one pass
-                    index, table = drop_unused(index, table, k)
+                    index, table = drop_unused(index, table, old_entries)
                 k = len(table) >> 3
                 if k <= MAX_NARROW and type(index) is bytearray:  # close_stamps, inlined
                     stamps = b"".join((table, index, COUNT[k]))

@@ -24,7 +24,7 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consumer.core.batcher import STALE, Batcher, BatchLimits
@@ -292,3 +292,37 @@ def test_an_older_stamp_is_inserted_in_order_and_every_cell_keeps_its_stamp(
     stamps = [int.from_bytes(new_table[8 * i : 8 * i + 8], "big") for i in range(k + 1)]
     assert stamps == sorted([*table, new])
     assert [stamps[i] for i in got] == [new if i == k else table[i] for i in index]
+
+
+def _at(occurred_at: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "pid": "crm-0001", "id_type": "THIRD_PARTY_ID", "tp": 0,
+        "occurred_at": occurred_at, "priority": "NORMAL", "attrs": attrs,
+    }  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs=st.lists(_event, min_size=1, max_size=40), base=_BASES)
+# One partition, out of order: the event at 3 replaces the only cell stamped 5 (a later
+# offset of the same partition wins), and goes before it in the table.
+@example(specs=[_at(2, {"city": "x"}), _at(5, {"tier": "a"}), _at(3, {"tier": "b"})], base=0)
+def test_a_row_keeps_only_the_stamps_its_cells_use_in_order(
+    specs: list[dict[str, Any]], base: int
+) -> None:
+    # Events out of order across partitions insert their stamp in the row's table; a stamp
+    # whose every cell a later event replaced must leave the table (the merge relies on
+    # it: an event that replaces no cell skips looking for unused entries).
+    batcher = Batcher(BatchLimits(1_000, 1_000_000, 1e9), CarryForward(10_000))
+    for n, spec in enumerate(specs):
+        update = _update(spec, n, base)
+        if update is None:
+            continue
+        batcher.add(update, 0.0)
+        for buffer in batcher._buffers.values():
+            for row in buffer.rows.values():
+                if not row.stamps:
+                    continue
+                k = row.stamps[-1]
+                table = [row.stamps[8 * i : 8 * i + 8] for i in range(k)]
+                assert table == sorted(table)
+                assert set(row.stamps[8 * k : -1]) == set(range(k))
