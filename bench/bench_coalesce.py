@@ -34,9 +34,9 @@ def hotpath_stream() -> list:
     rng = random.Random(3)
     for e in events:  # sparse mix: some events carry rarer attributes
         if rng.random() < 0.3:
-            e["attributes"] = {
-                k: v for k, v in e["attributes"].items() if rng.random() < 0.5
-            } or {"x": "1"}
+            e["attributes"] = {k: v for k, v in e["attributes"].items() if rng.random() < 0.5} or {
+                "x": "1"
+            }
     tp = TopicPartition("t", 0)
     return [u for i, e in enumerate(events) if (u := to_update(e, tp, i)) is not None]
 

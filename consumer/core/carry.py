@@ -164,10 +164,18 @@ class CarryForward:
             if len(entries) <= self._pending:
                 self.over_bound = True  # only pending profiles left: pause, do not forget
                 return
-            key, entry = next(iter(entries.items()))
-            if entry.pending:
-                entries.move_to_end(key)
-                continue
+            # Pass over the pending profiles at the front (moved to the recent end, in
+            # order) in one go: nothing else changes meanwhile, and there may be thousands.
+            passed = []
+            for key, entry in entries.items():
+                if not entry.pending:
+                    break
+                passed.append(key)
+            else:  # only pending ones after all (the count said otherwise): do not forget
+                self.over_bound = True
+                return
+            for moved in passed:
+                entries.move_to_end(moved)
             del entries[key]
             self.memory_bytes -= entry.cost
             self.evictions += 1

@@ -250,9 +250,11 @@ class ContractReader:
         # Maybe too large (4 UTF-8 bytes per character at most): left to the general path.
         # A record renders to at most 2.5 characters per byte (a boolean's "false" from its
         # branch and value bytes), so only long records need their characters counted.
-        if len(buf) * 10 > MAX_PROFILE_BYTES and (
-            sum(map(len, attributes)) + sum(map(len, attributes.values()))
-        ) * 4 > MAX_PROFILE_BYTES:
+        if (
+            len(buf) * 10 > MAX_PROFILE_BYTES
+            and (sum(map(len, attributes)) + sum(map(len, attributes.values()))) * 4
+            > MAX_PROFILE_BYTES
+        ):
             return None
         # A name met twice keeps its last value at its first place, as fastavro's dict and
         # the general path's loop do; a null or empty one among them is left to that path.
