@@ -504,11 +504,11 @@ _TEMPLATE_CHARS = 1_000_000
 
 
 def _lines(buffer: Buffer) -> Callable[[str, Row], str]:
-    """``buffer.line`` plus its newline, with the padding of each row shape (a row without
-    every column) worked out once: a ``str.format`` template of the shape's values in
-    column order (encoded values hold no brace, and format does not read its arguments)."""
+    """``buffer.line`` plus its newline; a row shape (a row without every column) met again
+    is padded by a ``str.format`` template of its values in column order, worked out once
+    (encoded values hold no brace, and format does not read its arguments)."""
     order, width = buffer.order, len(buffer.names)
-    templates: dict[str, str] = {}
+    templates: dict[str, str | None] = {}  # None: a shape met once
     budget = _TEMPLATE_CHARS
 
     def line(id_enc: str, row: Row) -> str:
@@ -516,16 +516,20 @@ def _lines(buffer: Buffer) -> Callable[[str, Row], str]:
         cols = row.cols
         if cols == order:  # every column, in order: the common case
             return id_enc + row.vals + "\n"
-        template = templates.get(cols)
-        if template is None:
-            if budget < 4 * width:
-                return buffer.line(id_enc, row) + "\n"
-            at = {c: i for i, c in enumerate(cols, 1)}  # vals.split(",")[i] is the cell's
-            template = (
-                "".join(f",{{{at[chr(c)]}}}" if chr(c) in at else "," for c in range(width)) + "\n"
-            )
-            templates[cols] = template
+        template = templates.get(cols, "")
+        if template:
+            return id_enc + template.format(*row.vals.split(","))
+        if template is None and budget >= 4 * width:
+            cells = [","] * width
+            for i, char in enumerate(cols, 1):  # vals.split(",")[i] is the cell's
+                cells[ord(char)] = f",{{{i}}}"
+            cells.append("\n")
+            template = templates[cols] = "".join(cells)
             budget -= len(template)
-        return id_enc + template.format(*row.vals.split(","))
+            return id_enc + template.format(*row.vals.split(","))
+        if budget > 0:
+            templates[cols] = None
+            budget -= len(cols) + 1
+        return buffer.line(id_enc, row) + "\n"
 
     return line

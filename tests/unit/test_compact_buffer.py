@@ -27,10 +27,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from consumer.core.batcher import STALE, Batcher, BatchLimits
+from consumer.core.batcher import STALE, Batcher, BatchLimits, _lines
 from consumer.core.buffer import (
     MAX_OCCURRED_AT,
     SOURCE_BITS,
+    Buffer,
+    Row,
     cell_stamp,
     insert_sorted,
     pack,
@@ -42,6 +44,7 @@ from consumer.core.carry import CarryForward
 from consumer.core.model import IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import to_update
 from consumer.errors import ValidationError
+from consumer.target.wire import ESCAPE_TABLE
 from tests.integration.events import NASTY, event
 from tests.legacy.batcher import Batcher as LegacyBatcher
 from tests.legacy.batcher import BatchLimits as LegacyLimits
@@ -326,3 +329,30 @@ def test_a_row_keeps_only_the_stamps_its_cells_use_in_order(
                 table = [row.stamps[8 * i : 8 * i + 8] for i in range(k)]
                 assert table == sorted(table)
                 assert set(row.stamps[8 * k : -1]) == set(range(k))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    width=st.integers(1, 12),
+    rows=st.lists(
+        st.tuples(st.permutations(range(12)), st.integers(1, 12), st.lists(st.sampled_from(NASTY))),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_a_row_is_padded_the_same_by_its_shape_template(
+    width: int, rows: list[tuple[list[int], int, list[str]]]
+) -> None:
+    # A cut pads a shape met again by a template: every line equals Buffer.line's.
+    buffer = Buffer(1, IdType.THIRD_PARTY_ID)
+    for n in range(width):
+        buffer.add_column(f"c{n}")
+    line = _lines(buffer)
+    for order, size, texts in rows * 2:  # every shape at least twice
+        cells = [c for c in order if c < width][:size]
+        values = [
+            (texts[i % len(texts)] if texts else "v").translate(ESCAPE_TABLE)
+            for i in range(len(cells))
+        ]
+        row = Row("".join(chr(c) for c in cells), "".join("," + v for v in values), b"", None)
+        assert line("id%2C1", row) == buffer.line("id%2C1", row) + "\n"
