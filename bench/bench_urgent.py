@@ -146,13 +146,14 @@ def one_rate(
             producer.poll(0)
 
         run_id = uuid.uuid4().hex[:4]
-        profiles = [f"probe-{run_id}-{i:05d}" for i in range(EVENTS)]
+        probe_prefix = f"probe-{run_id}-"
+        profiles = [f"{probe_prefix}{i:05d}" for i in range(EVENTS)]
         for pid in profiles:
             send(event(pid, {"tier": "silver"}, "NORMAL"))
         producer.flush(30)
 
         def created() -> bool:
-            held = control.profiles(details=False).get("thirdPartyId", {})
+            held = control.profiles(prefix=probe_prefix).get("thirdPartyId", {})
             return all(p in held for p in profiles)
 
         try:
@@ -172,33 +173,37 @@ def one_rate(
         decided_before = stack.scrape(port, "profile_sync_single_updates_total")
         sent_at: dict[str, float] = {}
         started = time.monotonic()
-        for n, pid in enumerate(profiles):
-            while time.monotonic() < started + n / RATE:
-                time.sleep(0.001)
-            sent_at[pid] = time.time()
-            send(event(pid, {"tier": "gold", "probe": n}, "URGENT"))
-        producer.flush(30)
-        elapsed = time.monotonic() - started
-        cpu = cpu_seconds(service.pid) - cpu_before
-
         seen: dict[str, float] = {}
 
         def received() -> dict[str, float]:
-            # Accumulated over polls: the bulk batch (10 s linger) later rewrites a probe's
+            # Accumulated over reads: the bulk batch (10 s linger) later rewrites a probe's
             # source, so a probe is recorded while its single update is what Target shows.
-            held = control.profiles(details=True).get("thirdPartyId", {})
+            # Only the probes are read: a dump of every profile holds the emulator's store
+            # (and so the single calls in flight) for as long as it takes.
+            held = control.profiles(details=True, prefix=probe_prefix).get("thirdPartyId", {})
             for pid in profiles:
                 probe = held.get(pid, {}).get("probe")
                 if probe is not None and str(probe.get("source", "")).startswith("single"):
                     seen.setdefault(pid, datetime.fromisoformat(probe["modifiedAt"]).timestamp())
             return seen
 
+        for n, pid in enumerate(profiles):
+            while time.monotonic() < started + n / RATE:
+                time.sleep(0.001)
+            sent_at[pid] = time.time()
+            send(event(pid, {"tier": "gold", "probe": n}, "URGENT"))
+            if n % int(RATE) == int(RATE) - 1:
+                received()  # once a second, before a bulk batch rewrites the probes
+        producer.flush(30)
+        elapsed = time.monotonic() - started
+        cpu = cpu_seconds(service.pid) - cpu_before
+
         def decided() -> float:  # probes whose single call ended (sent, failed, skipped)
             return stack.scrape(port, "profile_sync_single_updates_total") - decided_before
 
-        # Every probe's single call ended, and the emulator was read once after that: a
-        # probe skipped, or rewritten by its bulk batch between two polls, is left out.
-        control.wait_until(lambda: len(received()) >= EVENTS or decided() >= EVENTS, 120, 1.0)
+        # Every probe's single call ended, then the emulator is read once more: a probe
+        # skipped, or rewritten by its bulk batch between two reads, is left out.
+        control.wait_until(lambda: decided() >= EVENTS, 120, 0.2)
         got = received()
         outcomes = dict(
             re.findall(
