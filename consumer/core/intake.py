@@ -17,7 +17,7 @@ from consumer.core import internal_format
 from consumer.core.batcher import Batcher, Refused
 from consumer.core.held import too_large_detail
 from consumer.core.ledger import SETTLED
-from consumer.core.model import DeadLetter, IdType, Priority, ProfileUpdate, TopicPartition
+from consumer.core.model import DeadLetter, Priority, ProfileUpdate, TopicPartition
 from consumer.core.seams import Record
 from consumer.core.settling import Settling
 from consumer.core.summary import Summary
@@ -59,14 +59,7 @@ class Intake:
         self.dead_letter = self._dead_letter
 
     def take(self, records: list[Record]) -> None:
-        """Run ``records`` (in consumption order) into the batcher, DLQ or urgent path.
-
-        Every record is mapped first. An URGENT event that is the first of its profile in
-        ``records`` is then coalesced and offered to the single-update path ahead of the
-        others (``_urgent_ahead``): in a backlog it waits for the records before it to be
-        decoded, not for them to be coalesced as well. The rest follows in order, and
-        every offset is tracked in consumption order, whichever record was coalesced first.
-        """
+        """Run ``records`` (in consumption order) into the batcher, DLQ or urgent path."""
         now = self.clock.monotonic()
         wall = self.clock.time()
         latest_ms = int(wall * 1000) + self.max_future_ms
@@ -82,8 +75,6 @@ class Intake:
         tps: dict[tuple[str, int], TopicPartition] = {}
         owned = self.owned_topic
         read_owned = internal_format.decode
-        mapped: list[tuple[TopicPartition, ProfileUpdate | Skip | PoisonError]] = []
-        keep = mapped.append
         for rec in records:
             topic, partition, offset, _key, value, timestamp = rec
             key = (topic, partition)
@@ -91,24 +82,19 @@ class Intake:
             if tp is None:
                 tp = tps[key] = TopicPartition(topic, partition)
             try:
+                update: ProfileUpdate | Skip
                 if topic == owned:  # repartition mode: validated by the forward stage
-                    keep((tp, read_owned(value)))
+                    update = read_owned(value)
                 else:
-                    keep((tp, map_record(tp, offset, value, timestamp)))
+                    update = map_record(tp, offset, value, timestamp)
             except PoisonError as exc:
-                keep((tp, exc))
-        ahead = self._urgent_ahead(mapped, now, wall, latest_ms) if single is not None else None
-        for i, rec in enumerate(records):
-            tp, update = mapped[i]
-            offset = rec.offset
-            if isinstance(update, PoisonError):
                 poison += 1
-                ck = (rec.topic, "unknown")
+                ck = (topic, "unknown")
                 consumed[ck] = consumed.get(ck, 0) + 1
-                self._dead_letter(update, rec, tp)
+                self._dead_letter(exc, rec, tp)
                 continue
             if isinstance(update, Skip):  # nothing to send: settled at once
-                ck = (rec.topic, "OTHER")
+                ck = (topic, "OTHER")
                 consumed[ck] = consumed.get(ck, 0) + 1
                 skipped += 1
                 track(tp, offset, SETTLED)
@@ -116,16 +102,8 @@ class Intake:
                     why = update.reason
                     mapping_skips[why] = mapping_skips.get(why, 0) + 1
                 continue
-            ck = (rec.topic, update.source)
+            ck = (topic, update.source)
             consumed[ck] = consumed.get(ck, 0) + 1
-            if ahead and i in ahead:  # coalesced and offered already: only its offset is left
-                taken, long, unsafe, queued = ahead[i]
-                long_values += long
-                unsafe_values += unsafe
-                bulk += 1
-                urgent += queued
-                track(tp, offset, taken)
-                continue
             try:  # Target's cell rules (issue 11): long values counted, unsafe ones under B
                 long, unsafe = cell_risks(update, reading)
             except PoisonError as exc:
@@ -161,7 +139,16 @@ class Intake:
             bulk += 1
             track(tp, offset, batch_id)
             if update.priority is Priority.URGENT and single is not None:
-                urgent += self._offer(update, batch_id, wall)
+                fresh = self.batcher.winning_attributes(update)
+                if len(fresh) < len(update.attributes):
+                    update = update._replace(attributes=fresh)
+                outcome = (
+                    single.offer(update, batch_id, wall) if fresh else SingleOutcome.SKIPPED_STALE
+                )
+                if outcome is SingleOutcome.QUEUED:
+                    urgent += 1
+                elif self.metrics is not None:
+                    self.metrics.single_updates.labels(outcome).inc()
         s = self.summary
         if s.first_record_at is None:
             s.first_record_at = now
@@ -193,68 +180,6 @@ class Intake:
                 m.long_values.inc(long_values)
             if unsafe_values:
                 m.unsafe_values.labels("bulk").inc(unsafe_values)
-
-    def _urgent_ahead(
-        self,
-        mapped: list[tuple[TopicPartition, ProfileUpdate | Skip | PoisonError]],
-        now: float,
-        wall: float,
-        latest_ms: int,
-    ) -> dict[int, tuple[int, int, int, int]] | None:
-        """Coalesce and offer the URGENT events of ``mapped`` that can go first.
-
-        One can when it is the first update of its profile in ``mapped``: its row then
-        holds what it would hold in order (no earlier record of the batch touches it), so
-        the coalesced row and the attributes it sends are the same. One that would be
-        refused (poison, stale) is left to the in-order pass, which sees the same refusal
-        and dead-letters or settles it in order. Returns, per index taken, its batch id,
-        its long and unsafe value counts and 1 if queued (for ``take``), or None.
-        """
-        urgent = [
-            i
-            for i, (_, u) in enumerate(mapped)
-            if isinstance(u, ProfileUpdate) and u.priority is Priority.URGENT
-        ]
-        if not urgent or urgent[-1] == 0:
-            return None
-        first: dict[tuple[IdType, str], int] = {}
-        for i in range(urgent[-1] + 1):
-            u = mapped[i][1]
-            if isinstance(u, ProfileUpdate):
-                first.setdefault((u.id_type, u.profile_id), i)
-        ahead: dict[int, tuple[int, int, int, int]] = {}
-        for i in urgent:
-            update = mapped[i][1]
-            assert isinstance(update, ProfileUpdate)
-            if first[(update.id_type, update.profile_id)] != i:
-                continue  # an earlier record of its profile comes first: in order
-            try:
-                long, unsafe = cell_risks(update, self.reading)
-            except PoisonError:
-                continue
-            if update.occurred_at > latest_ms:
-                continue
-            batch_id = self.batcher.add(update, now)
-            if not isinstance(batch_id, int):
-                continue  # refused, and left as it was: the in-order pass refuses it again
-            ahead[i] = (batch_id, long, unsafe, self._offer(update, batch_id, wall))
-        return ahead
-
-    def _offer(self, update: ProfileUpdate, batch_id: int, wall: float) -> int:
-        """Offer a coalesced URGENT event's newest attributes; 1 if queued, else 0 (the
-        reason counted)."""
-        assert self.single is not None
-        fresh = self.batcher.winning_attributes(update)
-        if len(fresh) < len(update.attributes):
-            update = update._replace(attributes=fresh)
-        outcome = (
-            self.single.offer(update, batch_id, wall) if fresh else SingleOutcome.SKIPPED_STALE
-        )
-        if outcome is SingleOutcome.QUEUED:
-            return 1
-        if self.metrics is not None:
-            self.metrics.single_updates.labels(outcome).inc()
-        return 0
 
     def _dead_letter(
         self, exc: PoisonError, rec: Record, tp: TopicPartition, stage: str = ""

@@ -1,11 +1,9 @@
-"""URGENT events of a consumed batch go to the single-update path before the batch's other
-records are coalesced, and the result is what taking the records one by one gives.
+"""A consumed batch taken at once ends as its records taken one by one: rows, the single
+updates URGENT events offer (only their newest attributes), offsets, dead letters.
 
-A backlog is where urgent latency is lost: an URGENT event behind 1,000 NORMAL records
-waited for all of them to be decoded and coalesced. The intake now maps the whole batch
-first and coalesces and offers an URGENT event that is the first of its profile in the
-batch ahead of the rest (consumer/core/intake.py ``_urgent_ahead``). The oracle of the
-property test is the same intake fed one record at a time, where nothing can go ahead.
+The intake works per consumed batch (counters, metrics, look-ups hoisted out of the
+record loop): nothing it does per batch may change what a record leads to. The oracle is
+the same intake fed one record at a time.
 """
 
 from __future__ import annotations
@@ -46,22 +44,19 @@ def event(profile_id: str, occurred_at: int, priority: str, **attributes: str) -
 
 
 class Offers:
-    """Stands in for the single updater: records each offer and what was coalesced then."""
+    """Stands in for the single updater: records each offer."""
 
-    def __init__(self, rig: Rig) -> None:
-        self.rig = rig
+    def __init__(self) -> None:
         self.offers: list[tuple[str, dict[str, str], int]] = []
-        self.rows_at_offer: list[int] = []
 
     def offer(self, update: ProfileUpdate, batch_id: int, now: float) -> SingleOutcome:
         self.offers.append((update.profile_id, dict(update.attributes), batch_id))
-        self.rows_at_offer.append(self.rig.loop.batcher.buffered_rows)
         return SingleOutcome.QUEUED
 
 
 def wired() -> tuple[Rig, Offers]:
     rig = Rig()
-    offers = Offers(rig)
+    offers = Offers()
     rig.loop.intake.single = offers  # type: ignore[assignment]
     return rig, offers
 
@@ -76,24 +71,7 @@ def records(values: list[tuple[TopicPartition, bytes | None]]) -> list[Record]:
     return out
 
 
-def test_an_urgent_event_behind_a_backlog_is_offered_before_the_backlog_is_coalesced() -> None:
-    rig, offers = wired()
-    backlog = [(A, event(f"p{i}", T0, "NORMAL", tier="silver")) for i in range(500)]
-    batch = records([*backlog, (A, event("vip", T0, "URGENT", tier="gold"))])
-    rig.loop.intake.take(batch)
-    ((pid, attrs, batch_id),) = offers.offers
-    assert (pid, attrs) == ("vip", {"tier": "gold"})
-    assert offers.rows_at_offer == [1]  # its own row only: the 500 were not coalesced yet
-    # It still rides the bulk batch with the others, and every offset waits for that batch.
-    assert rig.loop.settling.ledger.unit_offsets(batch_id) == {A: [(0, 500)]}
-    rig.loop.batcher.cut_all("test")
-    (cut,) = rig.loop.batcher.take_ready(None)
-    assert cut.batch_id == batch_id
-    assert ("vip", {"tier": "gold"}) in parse_batch(cut.body)[1]
-    assert len(parse_batch(cut.body)[1]) == 501
-
-
-def test_an_urgent_event_after_an_older_record_of_its_profile_waits_its_turn() -> None:
+def test_an_urgent_event_sends_only_its_attributes_that_are_newest_in_the_batch() -> None:
     # p's NORMAL event is newer than the URGENT one: only the URGENT's other attribute is
     # the newest, and only that one may reach Target through the single-update API.
     rig, offers = wired()
@@ -106,7 +84,6 @@ def test_an_urgent_event_after_an_older_record_of_its_profile_waits_its_turn() -
     )
     rig.loop.intake.take(batch)
     assert [(pid, attrs) for pid, attrs, _ in offers.offers] == [("p", {"store": "s1"})]
-    assert offers.rows_at_offer == [2]  # in order: after "other" and p's first event
 
 
 def snapshot(rig: Rig, offers: Offers) -> dict[str, Any]:
@@ -115,8 +92,7 @@ def snapshot(rig: Rig, offers: Offers) -> dict[str, Any]:
     units = loop.settling.pending()
     tracked = {unit: ledger.unit_offsets(unit) for unit in units}
     loop.batcher.cut_all("test")
-    # A row that went ahead is earlier in its file, its new columns too: Target reads a
-    # file's rows by header, and one profile has one row, so rows are compared as a set.
+    # Target reads a file's rows by its header, one row per profile: rows as a set.
     files = [
         (b.batch_id, id_type, sorted((pid, sorted(attrs.items())) for pid, attrs in rows))
         for b in loop.batcher.take_ready(None)
