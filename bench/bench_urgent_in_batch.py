@@ -8,7 +8,7 @@ service's collector policy, and measures the thread's CPU time from the start of
 to the event's offer to the single-update path, and to the end of the batch. No broker,
 no clock: CPU time of one thread, robust to machine load.
 
-`PYTHONPATH=<tree> .venv/bin/python bench/bench_urgent_ahead.py` measures another tree
+`PYTHONPATH=<tree> .venv/bin/python bench/bench_urgent_in_batch.py` measures another tree
 (its ``Intake`` and ``Batcher``); numbers, not a test: `make bench` runs it.
 """
 
