@@ -43,7 +43,7 @@ import fastavro
 import stack
 from bench_ceiling import checkout
 from bench_emulator import cpu_seconds, start_emulator
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from emulator.client import EmulatorControl
 
@@ -99,6 +99,43 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return prev_bound
 
 
+def append_times(bootstrap: str, topic: str, probes: set[str]) -> dict[str, float]:
+    """When the broker appended each probe's URGENT event, by profile: a probe's second
+    record (the first created its profile through bulk; one key, one partition, in order)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-urgent-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    seen: dict[str, int] = {}
+    out: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    try:
+        while len(out) < len(probes) and time.monotonic() < deadline:
+            for m in consumer.consume(10_000, 0.5):
+                key = m.key() if m.error() is None else None
+                pid = key.decode() if key is not None else ""
+                if pid in probes:
+                    seen[pid] = seen.get(pid, 0) + 1
+                    if seen[pid] == 2:
+                        out[pid] = m.timestamp()[1] / 1000
+    finally:
+        consumer.close()
+    return out
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "no sample"
+    v = sorted(values)
+    at = {q: v[min(len(v) - 1, int(len(v) * q / 100))] for q in (50, 90, 99)}
+    return f"p50 {at[50]:.1f} ms   p90 {at[90]:.1f} ms   p99 {at[99]:.1f} ms   max {v[-1]:.1f} ms"
+
+
 def steady(port: str, rate: int, timeout: float = 60.0) -> None:
     """Wait until the service consumes the background at its rate, not faster (catching up
     with a start-up backlog): two seconds in a row within 20% of ``rate``."""
@@ -118,7 +155,10 @@ def one_rate(
 ) -> None:
     topic = f"bench.urgent.{uuid.uuid4().hex[:6]}"
     bg = stack.new_topics("bench.urgent-bg")
-    stack.create_topics(bootstrap, [topic, *bg], 3)
+    # The broker stamps each record with the time it appended it: the probes' delays split
+    # into before the broker (producer, broker) and after (service, Target).
+    stack.create_topics(bootstrap, [topic], 3, {"message.timestamp.type": "LogAppendTime"})
+    stack.create_topics(bootstrap, bg, 3)
     if not SEPARATE:
         bg[:2] = [topic, topic]  # the background's POS and CRM events go to the probes' topic
     control = EmulatorControl(url, timeout=60)  # the profile dump grows with the background
@@ -146,13 +186,14 @@ def one_rate(
             producer.poll(0)
 
         run_id = uuid.uuid4().hex[:4]
-        profiles = [f"probe-{run_id}-{i:05d}" for i in range(EVENTS)]
+        probe_prefix = f"probe-{run_id}-"
+        profiles = [f"{probe_prefix}{i:05d}" for i in range(EVENTS)]
         for pid in profiles:
             send(event(pid, {"tier": "silver"}, "NORMAL"))
         producer.flush(30)
 
         def created() -> bool:
-            held = control.profiles(details=False).get("thirdPartyId", {})
+            held = control.profiles(prefix=probe_prefix).get("thirdPartyId", {})
             return all(p in held for p in profiles)
 
         try:
@@ -172,33 +213,37 @@ def one_rate(
         decided_before = stack.scrape(port, "profile_sync_single_updates_total")
         sent_at: dict[str, float] = {}
         started = time.monotonic()
-        for n, pid in enumerate(profiles):
-            while time.monotonic() < started + n / RATE:
-                time.sleep(0.001)
-            sent_at[pid] = time.time()
-            send(event(pid, {"tier": "gold", "probe": n}, "URGENT"))
-        producer.flush(30)
-        elapsed = time.monotonic() - started
-        cpu = cpu_seconds(service.pid) - cpu_before
-
         seen: dict[str, float] = {}
 
         def received() -> dict[str, float]:
-            # Accumulated over polls: the bulk batch (10 s linger) later rewrites a probe's
+            # Accumulated over reads: the bulk batch (10 s linger) later rewrites a probe's
             # source, so a probe is recorded while its single update is what Target shows.
-            held = control.profiles(details=True).get("thirdPartyId", {})
+            # Only the probes are read: a dump of every profile holds the emulator's store
+            # (and so the single calls in flight) for as long as it takes.
+            held = control.profiles(details=True, prefix=probe_prefix).get("thirdPartyId", {})
             for pid in profiles:
                 probe = held.get(pid, {}).get("probe")
                 if probe is not None and str(probe.get("source", "")).startswith("single"):
                     seen.setdefault(pid, datetime.fromisoformat(probe["modifiedAt"]).timestamp())
             return seen
 
+        for n, pid in enumerate(profiles):
+            while time.monotonic() < started + n / RATE:
+                time.sleep(0.001)
+            sent_at[pid] = time.time()
+            send(event(pid, {"tier": "gold", "probe": n}, "URGENT"))
+            if n % int(RATE) == int(RATE) - 1:
+                received()  # once a second, before a bulk batch rewrites the probes
+        producer.flush(30)
+        elapsed = time.monotonic() - started
+        cpu = cpu_seconds(service.pid) - cpu_before
+
         def decided() -> float:  # probes whose single call ended (sent, failed, skipped)
             return stack.scrape(port, "profile_sync_single_updates_total") - decided_before
 
-        # Every probe's single call ended, and the emulator was read once after that: a
-        # probe skipped, or rewritten by its bulk batch between two polls, is left out.
-        control.wait_until(lambda: len(received()) >= EVENTS or decided() >= EVENTS, 120, 1.0)
+        # Every probe's single call ended, then the emulator is read once more: a probe
+        # skipped, or rewritten by its bulk batch between two reads, is left out.
+        control.wait_until(lambda: decided() >= EVENTS, 120, 0.2)
         got = received()
         outcomes = dict(
             re.findall(
@@ -212,6 +257,9 @@ def one_rate(
         consumed = stack.scrape(port, "profile_sync_events_consumed_total") - consumed_before
         delays = sorted((got[p] - sent_at[p]) * 1000 for p in profiles if p in got)
         pct = {q: delays[min(len(delays) - 1, int(len(delays) * q / 100))] for q in (50, 90, 99)}
+        appended = append_times(bootstrap, topic, set(profiles))
+        to_broker = [(appended[p] - sent_at[p]) * 1000 for p in profiles if p in appended]
+        after = [(got[p] - appended[p]) * 1000 for p in profiles if p in got and p in appended]
         buckets = histogram(port)
         p50, p99 = quantile(buckets, 0.5) * 1000, quantile(buckets, 0.99) * 1000
         total = buckets[-1][1]
@@ -225,7 +273,9 @@ def one_rate(
             f"{p50:.1f} ms  p99 ~{p99:.1f} ms\n"
             f"    {within}\n"
             f"  emulator side, produce -> single update: p50 {pct[50]:.1f} ms   "
-            f"p90 {pct[90]:.1f} ms   p99 {pct[99]:.1f} ms   max {delays[-1]:.1f} ms"
+            f"p90 {pct[90]:.1f} ms   p99 {pct[99]:.1f} ms   max {delays[-1]:.1f} ms\n"
+            f"    of which produce -> appended by the broker: {spread(to_broker)}\n"
+            f"    and appended -> single update (service, Target): {spread(after)}"
         )
     finally:
         if background_proc is not None:

@@ -60,11 +60,14 @@ def emulator() -> Iterator[str]:
         server.stop()
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+def create_topics(
+    bootstrap: str, names: list[str], partitions: int, config: dict[str, str] | None = None
+) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+    topics = [NewTopic(n, partitions, 1, config=config or {}) for n in names]
+    for future in admin.create_topics(topics).values():
         future.result()
 
 

@@ -67,11 +67,12 @@ class EmulatorControl:
         result: list[dict[str, Any]] = self._get("/lost")["lost"]
         return result
 
-    def profiles(self, details: bool = False) -> dict[str, dict[str, Any]]:
+    def profiles(self, details: bool = False, prefix: str = "") -> dict[str, dict[str, Any]]:
         """``{"thirdPartyId": {id: {attr: value}}, "pcId": {...}}``; with ``details``,
-        each attribute is ``{"value", "modifiedAt", "appliedAt", "source"}``."""
+        each attribute is ``{"value", "modifiedAt", "appliedAt", "source"}``; with
+        ``prefix``, only the profiles whose id starts with it."""
         result: dict[str, dict[str, Any]] = self._get(
-            "/profiles", details="true" if details else None
+            "/profiles", details="true" if details else None, prefix=prefix or None
         )
         return result
 

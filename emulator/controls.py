@@ -4,7 +4,8 @@
 - ``GET /_emulator/requests[?limit=N&api=bulk]``: the most recent Target API requests.
 - ``GET|POST|DELETE /_emulator/faults``: show, add (JSON plan) or clear injected faults.
 - ``POST /_emulator/reset``: forget profiles, batches, quota, counters, faults and requests.
-- ``GET /_emulator/profiles[?details=true]``: every stored profile.
+- ``GET /_emulator/profiles[?details=true&prefix=P]``: every stored profile (whose id starts
+  with P).
 - ``GET /_emulator/batches`` and ``GET /_emulator/batches/ID``: accepted batches; one with
   its decoded rows and the rows it lost.
 - ``GET /_emulator/lost``: every row lost under ``bulk_loss_rate`` (batch, row, id, values).
@@ -59,7 +60,8 @@ def handle(app: EmulatorApp, request: Request) -> Reply:
     if name == "profiles" and method == "GET":
         details = (request.param("details") or "").lower() == "true"
         with app.lock:
-            return json_reply(200, app.store.dump(details))
+            profiles = app.store.dump(details, request.param("prefix") or "")
+        return json_reply(200, profiles)  # a copy: encoded without holding up Target calls
     if name == "config" and method == "GET":
         settings = asdict(app.config)
         if settings.get("token"):

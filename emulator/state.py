@@ -453,10 +453,14 @@ class Store:
     def profile_count(self) -> int:
         return sum(len(t) for t in self._profiles.values())
 
-    def dump(self, details: bool) -> dict[str, dict[str, Any]]:
+    def dump(self, details: bool, prefix: str = "") -> dict[str, dict[str, Any]]:
+        """Every profile (whose id starts with ``prefix``), as new objects."""
         self.advance(self.read_step_rows)
         out: dict[str, dict[str, Any]] = {}
-        for id_type, table in self._profiles.items():
+        for id_type, every in self._profiles.items():
+            table = (
+                {pid: p for pid, p in every.items() if pid.startswith(prefix)} if prefix else every
+            )
             if details:
                 out[id_type] = {
                     pid: {

@@ -93,6 +93,7 @@ class _Model:
         self.by_batch: dict[int, list[tuple[IdType, str]]] = {}
         self.evictions = 0
         self.ready: list[BatchFile] = []
+        self.unfinished: list[_MBuffer] = []  # cuts carry-forward has not taken yet
 
     def _new(self, id_type: IdType) -> _MBuffer:
         self.next_id += 1
@@ -122,7 +123,7 @@ class _Model:
             guards=dict(buffer.guards),
         )
         if new_row:
-            entry = self.carry.get((u.id_type, u.profile_id))
+            entry = self._carried((u.id_type, u.profile_id))
             trial.rows[u.profile_id] = dict(entry.cells) if entry and entry.pending else {}
             trial.guards[u.profile_id] = dict(entry.stamps) if entry else {}
         cells = trial.rows[u.profile_id]
@@ -165,6 +166,13 @@ class _Model:
             )
         )
         if self.carry_max is not None and self.carry_max > 0:
+            self.unfinished.append(buffer)
+        self.buffers[buffer.id_type] = self._new(buffer.id_type)
+
+    def finish_cuts(self) -> list[BatchFile]:
+        """What ``take_ready`` hands over. Carry-forward takes a cut's rows when the cut is
+        finished, cut by cut, and its bound applies after each."""
+        for buffer in self.unfinished:
             keys = []
             for pid, cells in buffer.rows.items():
                 key = (buffer.id_type, pid)
@@ -174,7 +182,20 @@ class _Model:
                 keys.append(key)
             self.by_batch[buffer.batch_id] = keys
             self._evict()
-        self.buffers[buffer.id_type] = self._new(buffer.id_type)
+        self.unfinished = []
+        ready, self.ready = self.ready, []
+        return ready
+
+    def _carried(self, key: tuple[IdType, str]) -> _MEntry | None:
+        """Carry-forward's entry as a new row sees it: a cut not finished yet (one made
+        inside ``add``) already counts, as a pending entry."""
+        entry = self.carry.get(key)
+        for buffer in self.unfinished:
+            cells = buffer.rows.get(key[1]) if buffer.id_type is key[0] else None
+            if cells is not None:
+                stamps = {**entry.stamps, **cells} if entry else dict(cells)
+                entry = _MEntry(buffer.batch_id, cells, stamps)
+        return entry
 
     def _evict(self) -> None:
         # The least recently sent profile whose batch is complete goes first; a pending
@@ -308,8 +329,7 @@ def test_batcher_matches_a_model_that_renders_every_file_from_scratch(
             real.cut_all("shutdown")
             model.cut_all("shutdown")
 
-        ready, expected = real.take_ready(), model.ready
-        model.ready = []
+        ready, expected = real.take_ready(), model.finish_cuts()
         assert ready == expected
         for batch in ready:
             _check_file(batch, limits)

@@ -362,3 +362,47 @@ def test_kafka_properties_pass_through_last(monkeypatch: pytest.MonkeyPatch) -> 
     conf = sample._producer_config(args, sample._Tally())
     assert conf["linger.ms"] == "5" and conf["security.protocol"] == "SSL"
     assert conf["enable.idempotence"] is True and conf["acks"] == "all"
+
+
+class _PacedProducer:
+    """A producer on a fake clock: ``poll`` waits by moving it; one ``produce`` stalls."""
+
+    def __init__(self, stall_at: int, stall_s: float) -> None:
+        self.now = 100.0
+        self.sent_at: list[float] = []
+        self.stall_at, self.stall_s = stall_at, stall_s
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def produce(self, topic: str, value: bytes, key: bytes, on_delivery: Any) -> None:
+        if len(self.sent_at) == self.stall_at:
+            self.now += self.stall_s  # the machine was busy elsewhere
+        self.sent_at.append(self.now)
+
+    def poll(self, timeout: float) -> int:
+        self.now += timeout
+        return 0
+
+
+def test_rate_is_a_ceiling_a_stalled_producer_does_not_burst_to_catch_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rate, count = 1_000, 3_000
+    producer = _PacedProducer(stall_at=1_000, stall_s=1.0)
+    monkeypatch.setattr(sample.time, "monotonic", producer.monotonic)
+    args = parse(["--count", str(count), "--rate", str(rate), "--quiet"])
+    done = sample._produce_all(
+        args, producer, lambda topic, event: b"x", sample._Tally(), None,
+        sample._Progress(count, False), sample._StopFlag(), 7, 1_700_000_000_000,
+    )  # fmt: skip
+    assert done
+    sent = producer.sent_at
+    # Never faster than the rate over any second, the stall's aftermath included: at most
+    # 0.1 s worth of events go at once to catch up, then the pace is the rate again.
+    for i in range(len(sent) - rate):
+        assert sent[i + rate] - sent[i] >= 0.999 - sample.MAX_CATCH_UP_S
+    after = sent[1_000]
+    assert sum(1 for t in sent if t == after) <= rate * (sample.MAX_CATCH_UP_S + sample.PACE_S) + 1
+    # The stall is not made up for: the whole run takes the stall longer.
+    assert sent[-1] - sent[0] >= (count - 1) / rate + 1.0 - sample.MAX_CATCH_UP_S - 0.01

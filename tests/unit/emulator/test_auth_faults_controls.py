@@ -288,3 +288,22 @@ def test_config_rejects_bad_options() -> None:
     ):
         with pytest.raises(ValueError):
             EmulatorConfig.from_options(**bad)
+
+
+def test_profiles_read_by_prefix(emu: InProcess) -> None:
+    emu.target.upload(batch(f"{TP},a", "probe-1,x", "probe-2,y", "probe-3,v", "other-1,z"))
+    emu.advance(3600)
+    assert emu.target.single(mbox3rdPartyId="probe-3", **{"profile.a": "w"}).status_code == 200
+    assert emu.control.profiles(prefix="probe-")["thirdPartyId"] == {
+        "probe-1": {"a": "x"},
+        "probe-2": {"a": "y"},
+        "probe-3": {"a": "w"},
+    }
+    detailed = emu.control.profiles(details=True, prefix="probe-3")["thirdPartyId"]
+    assert list(detailed) == ["probe-3"] and detailed["probe-3"]["a"]["value"] == "w"
+    assert set(emu.control.profiles()["thirdPartyId"]) == {
+        "probe-1",
+        "probe-2",
+        "probe-3",
+        "other-1",
+    }
