@@ -10,12 +10,17 @@ PROFILE_SYNC_BUFFER_MAX_BYTES bounds).
 Environment: BENCH_BOOTSTRAP (a running broker; else one is started on BENCH_KAFKA_PORT,
 29492); BENCH_BEFORE=REF measures an older commit's service before this one in each of
 BENCH_ROUNDS rounds (default 1); BENCH_ENV="NAME=value,..." adds variables to the service.
+BENCH_MALLOCSTATS=1 also prints where the growth is: pymalloc's arenas and blocks by size
+class (``sys._debugmallocstats()`` in the service, through bench/mallocstats), glibc's
+``mallinfo2`` and the RSS of the process's mappings by kind (/proc/PID/smaps).
 Numbers, not a test: `make bench`, or `.venv/bin/python bench/bench_memory.py`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +36,68 @@ SETTLE_SECONDS = 6.0
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 # An older commit measured in the same rounds (before/after), e.g. BENCH_BEFORE=main.
 BEFORE = os.environ.get("BENCH_BEFORE", "")
+MALLOCSTATS = os.environ.get("BENCH_MALLOCSTATS", "") == "1"
+PROBE = Path(__file__).resolve().parent / "mallocstats"
+
+
+def mapping_rss(pid: int) -> dict[str, int]:
+    """RSS by kind of mapping: glibc's main heap, anonymous (pymalloc's arenas, glibc's
+    thread arenas and large blocks, librdkafka's buffers), files (code, data)."""
+    out = {"[heap]": 0, "anonymous": 0, "file": 0, "other": 0}
+    kind = "other"
+    with open(f"/proc/{pid}/smaps") as fh:
+        for line in fh:
+            head = line.split()
+            if re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", head[0]):
+                name = head[5] if len(head) > 5 else ""
+                kind = "anonymous" if not name else "file" if name.startswith("/") else name
+                kind = kind if kind in out else "other"
+            elif head[0] == "Rss:":
+                out[kind] += int(head[1]) * 1024
+    return out
+
+
+def allocators(service: subprocess.Popen[bytes], path: Path) -> dict[str, int]:
+    """The service's allocator figures (bench/mallocstats/sitecustomize.py writes them)."""
+    path.unlink(missing_ok=True)
+    service.send_signal(signal.SIGUSR1)
+    stack.wait_for(path.exists, 30, "the service's malloc statistics")
+    lines = path.read_text().splitlines()
+    out = {f"glibc {k}": int(v) for k, v in (kv.split("=") for kv in lines[0].split())}
+    for line in lines[1:]:
+        if m := re.fullmatch(r"\s*\d+\s+(\d+)\s+\d+\s+(\d+)\s+\d+", line):
+            out[f"class {m[1]}"] = int(m[2]) * int(m[1])  # bytes of blocks in use
+        elif m := re.match(r"# arenas allocated current\s*=\s*(\d+)", line):
+            out["pymalloc arenas"] = int(m[1]) << 20  # 1 MiB each (3.10+)
+        elif m := re.match(r"# bytes in (allocated|available) blocks\s*=\s*([\d,]+)", line):
+            out[f"pymalloc {m[1]}"] = int(m[2].replace(",", ""))
+        elif m := re.match(r"(\d+) unused pools \* (\d+) bytes", line):
+            out["pymalloc unused pools"] = int(m[1]) * int(m[2])
+    return out
+
+
+def breakdown(before: dict[str, int], after: dict[str, int], rows: float) -> str:
+    """Growth per buffered profile of each figure, the largest size classes last."""
+
+    def per(key: str) -> float:
+        return (after.get(key, 0) - before.get(key, 0)) / rows
+
+    lines = [
+        f"  mappings: [heap] {per('[heap]'):+.0f}, anonymous {per('anonymous'):+.0f},"
+        f" file {per('file'):+.0f} B/profile of RSS",
+        f"  pymalloc: arenas {per('pymalloc arenas'):+.0f} B/profile, of which blocks in use"
+        f" {per('pymalloc allocated'):+.0f}, free in used pools {per('pymalloc available'):+.0f},"
+        f" unused pools {per('pymalloc unused pools'):+.0f}",
+        f"  glibc: in use {per('glibc uordblks') + per('glibc hblkhd'):+.0f} B/profile (large"
+        f" blocks {per('glibc hblkhd'):+.0f}), free kept {per('glibc fordblks'):+.0f}"
+        " (resident only until a trim)",
+    ]
+    classes = sorted((k for k in after if k.startswith("class ")), key=per, reverse=True)
+    lines.append(
+        "  pymalloc blocks in use by size: "
+        + ", ".join(f"{k[6:]} B {per(k):+.0f}" for k in classes[:8])
+    )
+    return "\n".join(lines)
 
 
 def measure(bootstrap: str, url: str, tree: Path) -> float:
@@ -50,12 +117,19 @@ def measure(bootstrap: str, url: str, tree: Path) -> float:
     # librdkafka setting to try), e.g. BENCH_ENV=KAFKA_QUEUED_MAX_MESSAGES_KBYTES=16384.
     env.update(kv.split("=", 1) for kv in os.environ.get("BENCH_ENV", "").split(",") if kv)
     port = env["PROFILE_SYNC_HTTP_PORT"]
+    stats = stack.REPO / ".local" / f"mallocstats-{port}.txt"
+    if MALLOCSTATS:
+        stats.parent.mkdir(exist_ok=True)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROBE), env.get("PYTHONPATH")]))
+        env["BENCH_MALLOCSTATS_FILE"] = str(stats)
     service = subprocess.Popen([sys.executable, "-m", "consumer", "run"], env=env, cwd=tree)
     try:
         stack.wait_for(
             lambda: stack.scrape(port, "profile_sync_partitions_assigned") >= 12, 60, "assigned"
         )
         idle = stack.rss_bytes(service.pid)
+        if MALLOCSTATS:
+            idle_stats = {**mapping_rss(service.pid), **allocators(service, stats)}
         stack.produce_sample(bootstrap, topics, EVENTS, PROFILES, "--urgent-share", "0")
         stack.wait_for(
             lambda: stack.scrape(port, "profile_sync_events_consumed_total") >= EVENTS,
@@ -76,6 +150,9 @@ def measure(bootstrap: str, url: str, tree: Path) -> float:
             f"{(full - idle) / encoded:.1f}x)",
             flush=True,
         )
+        if MALLOCSTATS:
+            full_stats = {**mapping_rss(service.pid), **allocators(service, stats)}
+            print(breakdown(idle_stats, full_stats, rows), flush=True)
         return per_profile
     finally:
         service.terminate()

@@ -8,12 +8,17 @@ ledger keeps, per partition, runs of consecutive offsets that share a unit, so m
 per run, not per event. The committable offset of a partition is one past the last
 offset of the longest settled prefix.
 
+A partition's runs are two arrays of 64-bit ints, the unit and the last offset of each
+run, oldest first: 16 bytes a run instead of a run object and an int for its last offset
+(~90 bytes). Runs are many: a partition that interleaves both id types alternates between
+two batches (~0.6 runs per buffered profile in bench_memory.py; docs/performance.md).
+
 Pure logic: no Kafka, no clock.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
 from enum import Enum
 
 from consumer.core.model import TopicPartition
@@ -45,17 +50,11 @@ class DeadLetterUnits:
         return unit
 
 
-class _Run:
-    __slots__ = ("last", "unit")
-
-    def __init__(self, unit: int, last: int) -> None:
-        self.unit = unit
-        self.last = last
-
-
 class Ledger:
     def __init__(self) -> None:
-        self._runs: dict[TopicPartition, deque[_Run]] = {}
+        # Per partition, the unit and the last offset of each pending run, oldest first.
+        self._units: dict[TopicPartition, array[int]] = {}
+        self._lasts: dict[TopicPartition, array[int]] = {}
         self._next: dict[TopicPartition, int] = {}  # committable: next offset to read
         self._unit_tps: dict[int, set[TopicPartition]] = {}
         self._settled: set[int] = {SETTLED}
@@ -64,14 +63,16 @@ class Ledger:
 
     def track(self, tp: TopicPartition, offset: int, unit: int) -> None:
         """Record that ``offset`` of ``tp`` is settled by ``unit``. Offsets arrive in order."""
-        runs = self._runs.get(tp)
-        if runs is None:
-            runs = self._runs[tp] = deque()
+        units = self._units.get(tp)
+        if units is None:
+            units = self._units[tp] = array("q")
+            self._lasts[tp] = array("q")
             self._start[tp] = offset
-        if runs and runs[-1].unit == unit:
-            runs[-1].last = offset
+        if units and units[-1] == unit:
+            self._lasts[tp][-1] = offset
         else:
-            runs.append(_Run(unit, offset))
+            units.append(unit)
+            self._lasts[tp].append(offset)
             if unit != SETTLED:
                 tps = self._unit_tps.get(unit)
                 if tps is None:
@@ -88,23 +89,27 @@ class Ledger:
             self._advance(tp)
 
     def _advance(self, tp: TopicPartition) -> None:
-        runs = self._runs.get(tp)
-        if not runs:
+        units = self._units.get(tp)
+        if not units:
             return
         settled = self._settled
-        moved = False
-        while runs and runs[0].unit in settled:
-            self._next[tp] = runs.popleft().last + 1
-            moved = True
-        if moved:
+        done = 0
+        for unit in units:
+            if unit not in settled:
+                break
+            done += 1
+        if done:
+            lasts = self._lasts[tp]
+            self._next[tp] = lasts[done - 1] + 1
+            del units[:done], lasts[:done]
             self._dirty.add(tp)
-        if not runs:
+        if not units:
             # Nothing pending on this partition: forget settled unit ids nobody refers to.
             self._forget_settled()
 
     def _forget_settled(self) -> None:
         if len(self._settled) > 1024:
-            live = {r.unit for runs in self._runs.values() for r in runs}
+            live = {unit for units in self._units.values() for unit in units}
             self._settled = {SETTLED} | (self._settled & live)
 
     def take_committable(self) -> dict[TopicPartition, int]:
@@ -122,16 +127,17 @@ class Ledger:
         pending runs: for the rare paths (a rejected batch), not per event."""
         out: dict[TopicPartition, list[tuple[int, int]]] = {}
         for tp in self._unit_tps.get(unit, ()):
-            runs = self._runs.get(tp)
-            if not runs:
+            units = self._units.get(tp)
+            if not units:
                 continue
-            start = self._next.get(tp, self._start.get(tp, runs[0].last))
+            lasts = self._lasts[tp]
+            start = self._next.get(tp, self._start.get(tp, lasts[0]))
             previous_last = start - 1
-            for run in runs:
+            for run_unit, last in zip(units, lasts, strict=True):
                 first = previous_last + 1
-                if run.unit == unit:
-                    out.setdefault(tp, []).append((first, run.last))
-                previous_last = run.last
+                if run_unit == unit:
+                    out.setdefault(tp, []).append((first, last))
+                previous_last = last
         return out
 
     def committable(self, tp: TopicPartition) -> int | None:
@@ -139,13 +145,14 @@ class Ledger:
 
     def pending_units(self, tps: set[TopicPartition] | None = None) -> set[int]:
         """Units still holding back offsets (of ``tps``, or of every partition)."""
-        selected = self._runs.items() if tps is None else ((tp, self._runs.get(tp)) for tp in tps)
-        return {r.unit for _, runs in selected if runs for r in runs if r.unit not in self._settled}
+        selected = self._units.values() if tps is None else (self._units.get(tp) for tp in tps)
+        return {u for units in selected if units for u in units if u not in self._settled}
 
     def forget(self, tps: set[TopicPartition]) -> None:
         """Drop partitions (revoked, or rewound to their committed offset)."""
         for tp in tps:
-            self._runs.pop(tp, None)
+            self._units.pop(tp, None)
+            self._lasts.pop(tp, None)
             self._start.pop(tp, None)
             self._next.pop(tp, None)
             self._dirty.discard(tp)

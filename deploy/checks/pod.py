@@ -19,10 +19,11 @@ GRACE_MARGIN_SECONDS = 5
 # must hold the worst case the settings allow.
 # The interpreter, libraries and librdkafka's threads.
 BASELINE_MEMORY_BYTES = 100_000_000
-# A buffered profile row takes ~5-6x its encoded size of resident memory in the running
-# service (bench/bench_memory.py: 551-674 B for a 108 B row with packed stamps, freed heap
-# given back after a burst; 7.0 leaves room for noise, as 7.5 did over 620-720 B).
-BUFFER_MEMORY_FACTOR = 7.0
+# A buffered profile row takes ~4.3x its encoded size of resident memory in the running
+# service (bench/bench_memory.py: 455-517 B for a 108 B row, median 464-467, the ledger's
+# runs in arrays; main 494-505 B in the same runs, 551-674 B in busier runs of session
+# 4). 6.5 leaves room for runs that busy (~5.9x), as 7.0 did over 551-674 B.
+BUFFER_MEMORY_FACTOR = 6.5
 # Carry-forward (and the owner's memory) counts close to what Python holds: held/counted
 # at most 1.11 over the shapes of bench/bench_carry_memory.py; 1.25 leaves room for the
 # allocator's fragmentation.

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from consumer.heap import IdleTrim
+from consumer.heap import QUIET_SECONDS, IdleTrim
 
 
 class Trims:
@@ -60,6 +60,41 @@ def test_trims_under_a_busy_stream_are_at_least_the_interval_apart() -> None:
         now += 0.04
     assert len(times) >= 3
     assert all(b - a >= 5.0 for a, b in itertools.pairwise(times))
+
+
+def test_what_a_burst_frees_after_its_trim_is_given_back_once_the_stream_is_quiet() -> None:
+    # The loop caught up with the producers mid-burst (an idle turn), trimmed, then
+    # consumed the rest of the burst: fewer than MIN_RECORDS records, freed after the trim.
+    trims = Trims()
+    heap = IdleTrim(5.0, trims)
+    heap.after_turn(50_000, 0.0)
+    assert heap.after_turn(0, 0.1)
+    now = 0.2
+    while now < 3.0:  # the rest: 7,000 records, 50 a turn, every other turn idle
+        heap.after_turn(50, now)
+        assert not heap.after_turn(0, now + 0.01)  # records keep coming: no trim
+        now += 0.02
+    times = [t / 10 for t in range(30, 300) if heap.after_turn(0, t / 10)]
+    assert len(times) == 1  # once, and only when quiet and the interval has passed
+    assert times[0] >= max(0.1 + 5.0, now - 0.02 + QUIET_SECONDS)
+    assert trims.calls == 2
+
+
+def test_a_trickle_after_a_burst_is_over_never_waits_for_a_trim() -> None:
+    trims = Trims()
+    heap = IdleTrim(5.0, trims)
+    heap.after_turn(50_000, 0.0)
+    assert heap.after_turn(0, 0.1)  # the burst ended before its trim
+    for t in range(2, 20):
+        heap.after_turn(0, float(t))
+    now = 20.0
+    while now < 80.0:  # then 50 urgent events/s, every other turn idle
+        heap.after_turn(1, now)
+        heap.after_turn(0, now + 0.01)
+        now += 0.02
+    for t in range(80, 200):
+        heap.after_turn(0, float(t))
+    assert trims.calls == 1
 
 
 def test_an_interval_of_zero_turns_it_off() -> None:

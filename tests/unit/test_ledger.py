@@ -40,6 +40,23 @@ class _Model:
     def pending_units(self) -> set[int]:
         return {u for entries in self.offsets.values() for _, u in entries} - self.settled
 
+    def unit_offsets(self, unit: int) -> dict[TopicPartition, list[tuple[int, int]]]:
+        """(first, last) per run of ``unit``'s offsets; a run starts one past the offset
+        tracked before it (a gap belongs to the run after it), or at its own first offset."""
+        out: dict[TopicPartition, list[tuple[int, int]]] = {}
+        for tp, entries in self.offsets.items():
+            runs: list[tuple[int, int]] = []
+            for i, (offset, u) in enumerate(entries):
+                if u != unit:
+                    continue
+                if i and entries[i - 1][1] == unit:
+                    runs[-1] = (runs[-1][0], offset)
+                else:
+                    runs.append((entries[i - 1][0] + 1 if i else offset, offset))
+            if runs:
+                out[tp] = runs
+        return out
+
 
 _op = st.one_of(
     st.tuples(st.just("track"), st.sampled_from(TPS), st.integers(1, 6)),
@@ -93,6 +110,8 @@ def test_the_ledger_commits_exactly_the_settled_prefix_of_each_partition(
             pending = any(u not in model.settled for _, u in model.offsets.get(tp_, []))
             assert bool(ledger.pending_units({tp_})) == pending
         assert ledger.pending_units() == model.pending_units()
+        for u in model.pending_units():  # what a rejected batch dead-letters
+            assert ledger.unit_offsets(u) == model.unit_offsets(u)
 
     # Once everything is settled, every partition commits one past its last offset.
     for u in range(1, 7):
