@@ -32,7 +32,7 @@ Pure logic: plain values and a monotonic time passed in, no I/O.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from itertools import islice
@@ -187,6 +187,8 @@ class Batcher:
         id_enc = update.profile_id.translate(_TABLE)
         buffer = self._buffers[update.id_type]
         outcome = self._merge(buffer, id_enc, update, src, now)
+        if outcome is None:  # merged: the common case
+            return buffer.batch_id
         if outcome is _BYTES or outcome is _ROWS or outcome is _WIDTH:
             self._cut(buffer, outcome)
             buffer = self._buffers[update.id_type]
@@ -256,7 +258,7 @@ class Batcher:
         # The table is in order: only when its newest stamp is newer than this event can a
         # cell hold a newer value (out of order: rare), so only then are cells compared.
         newer = k and table[-8:] > mine_b
-        changed = False
+        changed = replaced = False
         for name, value in update.attributes.items():
             char = slots.get(name) or self._column(buffer, name, add=False)
             pos = cols.find(char) if char is not None else -1
@@ -285,6 +287,7 @@ class Batcher:
             if pos >= 0:
                 vals[pos + 1] = value_enc
                 index[pos] = k
+                replaced = True
             else:
                 cols += char or self._column(buffer, name)  # type: ignore[operator]
                 vals.append(value_enc)
@@ -323,17 +326,23 @@ class Batcher:
             if changed and index.count(k) == len(index) <= MAX_NARROW:  # all this event's
                 stamps = mine_b + ONE_ENTRY[len(index)]
             elif changed:
-                if newer:
+                if newer:  # the old entries are 0..k but one, wherever this one went
                     index, table = insert_sorted(index, table, mine_b)
+                    old_entries = k + 1
                 else:
                     table += mine_b
-                if type(index) is bytearray:
-                    for i in range(k):  # entries whose every cell this event replaced go
+                    old_entries = k
+                # Every entry is in use before an event (kept so here): only an entry whose
+                # every cell this event replaced can fall out of use.
+                if not replaced:
+                    pass
+                elif type(index) is bytearray:
+                    for i in range(old_entries):
                         if i not in index:
-                            index, table = drop_unused(index, table, k)
+                            index, table = drop_unused(index, table, old_entries)
                             break
                 else:  # a wide row: one pass
-                    index, table = drop_unused(index, table, k)
+                    index, table = drop_unused(index, table, old_entries)
                 k = len(table) >> 3
                 if k <= MAX_NARROW and type(index) is bytearray:  # close_stamps, inlined
                     stamps = b"".join((table, index, COUNT[k]))
@@ -362,13 +371,12 @@ class Batcher:
         carry = self.carry
         if carry is None:
             return "", "", b"", None
-        guard = carry.guard(buffer.id_type, id_enc)
+        guard, sent, names = carry.start(buffer.id_type, id_enc)
         seed = self._seed(buffer.id_type, id_enc) if self._cutting else None
-        if seed is None:
-            seed = carry.seed(buffer.id_type, id_enc)
-        if seed is None:
+        if seed is not None:
+            names, sent = seed
+        elif sent is None:
             return "", "", b"", guard
-        names, sent = seed
         columns = buffer.columns
         cols = []
         for char in sent.cols:
@@ -459,11 +467,11 @@ class Batcher:
     def _cut_steps(self, buffer: Buffer, trigger: str) -> Iterator[int]:
         """Write ``buffer``'s file and hand its rows to carry-forward, yielding after each
         step the rows it took; the finished batch is then in ``ready``."""
-        line = buffer.line
+        line = _lines(buffer)
         parts = [header_line(buffer.id_type, buffer.names)]
         rows = iter(buffer.rows.items())
         while step := list(islice(rows, CUT_STEP_ROWS)):
-            parts.extend([line(id_enc, row) + "\n" for id_enc, row in step])
+            parts.extend([line(id_enc, row) for id_enc, row in step])
             yield len(step)
         body = "".join(parts).encode("ascii")
         yield len(buffer.rows) // 20  # the join: a fraction of the rows' work
@@ -488,3 +496,40 @@ class Batcher:
                 newest_occurred_at=buffer.newest_occurred_at,
             )
         )
+
+
+# Characters of row templates one cut keeps at most (shapes times columns): past it, rows
+# of further shapes are padded one by one (``Buffer.line``).
+_TEMPLATE_CHARS = 1_000_000
+
+
+def _lines(buffer: Buffer) -> Callable[[str, Row], str]:
+    """``buffer.line`` plus its newline; a row shape (a row without every column) met again
+    is padded by a ``str.format`` template of its values in column order, worked out once
+    (encoded values hold no brace, and format does not read its arguments)."""
+    order, width = buffer.order, len(buffer.names)
+    templates: dict[str, str | None] = {}  # None: a shape met once
+    budget = _TEMPLATE_CHARS
+
+    def line(id_enc: str, row: Row) -> str:
+        nonlocal budget
+        cols = row.cols
+        if cols == order:  # every column, in order: the common case
+            return id_enc + row.vals + "\n"
+        template = templates.get(cols, "")
+        if template:
+            return id_enc + template.format(*row.vals.split(","))
+        if template is None and budget >= 4 * width:
+            cells = [","] * width
+            for i, char in enumerate(cols, 1):  # vals.split(",")[i] is the cell's
+                cells[ord(char)] = f",{{{i}}}"
+            cells.append("\n")
+            template = templates[cols] = "".join(cells)
+            budget -= len(template)
+            return id_enc + template.format(*row.vals.split(","))
+        if budget > 0:
+            templates[cols] = None
+            budget -= len(cols) + 1
+        return buffer.line(id_enc, row) + "\n"
+
+    return line

@@ -122,12 +122,28 @@ def insert_sorted(
     j = 0
     while j < k and table[8 * j : 8 * j + 8] <= new:
         j += 1
-    moved = {**{x: x + 1 for x in range(j, k)}, k: j}
     if isinstance(index, bytearray):
-        index = index.translate(bytes(moved.get(x, x) for x in range(256)))
+        moves = _INSERT.get((j, k))
+        if moves is None:
+            moves = _insert_moves(j, k)
+        index = index.translate(moves)
     else:
-        index = [moved.get(x, x) for x in index]
+        index = [x + 1 if j <= x < k else j if x == k else x for x in index]
     return index, table[: 8 * j] + new + table[8 * j :]
+
+
+def _insert_moves(j: int, k: int) -> bytes:
+    """The translation of a narrow index once entry ``k`` moves to ``j`` (``j..k-1`` move up)."""
+    moves = bytes(x + 1 if j <= x < k else j if x == k else x for x in range(256))
+    if k < _INSERT_CACHED:
+        _INSERT[(j, k)] = moves
+    return moves
+
+
+# insert_sorted's translations for tables of fewer than _INSERT_CACHED entries (the usual
+# rows: a few events each): building one costs more than the rest of an event's merge.
+_INSERT_CACHED = 32
+_INSERT: dict[tuple[int, int], bytes] = {}
 
 
 def cell_stamp(stamps: bytes, pos: int) -> bytes:

@@ -100,6 +100,15 @@ class CarryForward:
         entry = self._entries.get((id_type, id_enc))
         return self._older(entry) if entry is not None else None
 
+    def start(self, id_type: IdType, id_enc: str) -> tuple[Guard | None, Row | None, list[str]]:
+        """``guard`` and ``seed`` in one look-up (a new row needs both): (guard, the row last
+        sent if its batch is pending, that batch's column names)."""
+        entry = self._entries.get((id_type, id_enc))
+        if entry is None:
+            return None, None, []
+        guard = self._older(entry)
+        return (guard, entry.row, entry.names) if entry.pending else (guard, None, [])
+
     def remember(
         self,
         batch_id: int,
@@ -155,10 +164,18 @@ class CarryForward:
             if len(entries) <= self._pending:
                 self.over_bound = True  # only pending profiles left: pause, do not forget
                 return
-            key, entry = next(iter(entries.items()))
-            if entry.pending:
-                entries.move_to_end(key)
-                continue
+            # Pass over the pending profiles at the front (moved to the recent end, in
+            # order) in one go: nothing else changes meanwhile, and there may be thousands.
+            passed = []
+            for key, entry in entries.items():
+                if not entry.pending:
+                    break
+                passed.append(key)
+            else:  # only pending ones after all (the count said otherwise): do not forget
+                self.over_bound = True
+                return
+            for moved in passed:
+                entries.move_to_end(moved)
             del entries[key]
             self.memory_bytes -= entry.cost
             self.evictions += 1

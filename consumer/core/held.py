@@ -41,7 +41,13 @@ def make_guard(cells: Mapping[str, Sent], unknown: Mapping[str, int] | None = No
     """A guard of ``cells``; ``unknown`` gives the held bytes (name and value) of cells
     whose value is not kept (``""``). A name with a known value is not in ``unknown``."""
     guard = Guard(cells)
-    sizes = {n: s for n, s in unknown.items() if guard.get(n, ("x",))[0] == ""} if unknown else {}
+    if not unknown:  # every value known: one pass over the text (raw_size of it all)
+        text = "".join([*guard, *[value for value, _ in guard.values()]])
+        guard.unknown = None
+        guard.memory = len(text)
+        guard.held = len(text) - 2 * text.count("%")
+        return guard
+    sizes = {n: s for n, s in unknown.items() if guard.get(n, ("x",))[0] == ""}
     guard.unknown = sizes or None
     held = memory = 0
     for name, (value, _) in guard.items():

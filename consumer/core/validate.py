@@ -149,8 +149,18 @@ def cell_risks(update: ProfileUpdate, reading: str) -> tuple[int, int]:
     (``TARGET_CELL_DECODING``) a comma or line break in a value, or a comma in the id,
     would shift the columns of its row: ``ValidationError`` (``value_unsafe_under_reading_b``).
     """
+    values = update.attributes.values()
+    text = "".join(values)
+    if (
+        len(text) <= MAX_MBOX_VALUE_LENGTH
+        and "," not in text
+        and "\n" not in text
+        and "\r" not in text
+        and reading != "B"
+    ):  # the common case: no value long or unsafe, nothing to check per value
+        return 0, 0
     long = unsafe = 0
-    for value in update.attributes.values():
+    for value in values:
         if len(value) > MAX_MBOX_VALUE_LENGTH:
             long += 1
         if "," in value or "\n" in value or "\r" in value:

@@ -24,14 +24,17 @@ import random
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from consumer.core.batcher import STALE, Batcher, BatchLimits
+from consumer.core.batcher import STALE, Batcher, BatchLimits, _lines
 from consumer.core.buffer import (
     MAX_OCCURRED_AT,
     SOURCE_BITS,
+    Buffer,
+    Row,
     cell_stamp,
+    insert_sorted,
     pack,
     pack_stamps,
     stamp,
@@ -41,6 +44,7 @@ from consumer.core.carry import CarryForward
 from consumer.core.model import IdType, ProfileUpdate, TopicPartition
 from consumer.core.validate import to_update
 from consumer.errors import ValidationError
+from consumer.target.wire import ESCAPE_TABLE
 from tests.integration.events import NASTY, event
 from tests.legacy.batcher import Batcher as LegacyBatcher
 from tests.legacy.batcher import BatchLimits as LegacyLimits
@@ -268,3 +272,87 @@ def test_an_occurred_at_past_what_a_stamp_holds_is_a_clear_error_and_changes_not
     batcher.cut_all("test")
     (batch,) = batcher.take_ready()
     assert batch.body.endswith(b"thirdPartyId,tier\ncrm-0001,gold\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    table=st.lists(st.integers(0, 2**64 - 1), min_size=0, max_size=40, unique=True),
+    cells=st.lists(st.integers(0, 40), min_size=1, max_size=30),
+    new=st.integers(0, 2**64 - 1),
+    wide=st.booleans(),
+)
+def test_an_older_stamp_is_inserted_in_order_and_every_cell_keeps_its_stamp(
+    table: list[int], cells: list[int], new: int, wide: bool
+) -> None:
+    # insert_sorted reuses index translations of small tables (the usual rows) and builds
+    # the others: both must keep every cell on its stamp, the new entry's cells on ``new``.
+    table.sort()
+    k = len(table)
+    index = [c % (k + 1) for c in cells]  # k: the cells the new stamp takes
+    packed = b"".join(pack(v) for v in table)
+    got, new_table = insert_sorted(index if wide else bytearray(index), packed, pack(new))
+    assert isinstance(got, list) == wide
+    stamps = [int.from_bytes(new_table[8 * i : 8 * i + 8], "big") for i in range(k + 1)]
+    assert stamps == sorted([*table, new])
+    assert [stamps[i] for i in got] == [new if i == k else table[i] for i in index]
+
+
+def _at(occurred_at: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "pid": "crm-0001", "id_type": "THIRD_PARTY_ID", "tp": 0,
+        "occurred_at": occurred_at, "priority": "NORMAL", "attrs": attrs,
+    }  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs=st.lists(_event, min_size=1, max_size=40), base=_BASES)
+# One partition, out of order: the event at 3 replaces the only cell stamped 5 (a later
+# offset of the same partition wins), and goes before it in the table.
+@example(specs=[_at(2, {"city": "x"}), _at(5, {"tier": "a"}), _at(3, {"tier": "b"})], base=0)
+def test_a_row_keeps_only_the_stamps_its_cells_use_in_order(
+    specs: list[dict[str, Any]], base: int
+) -> None:
+    # Events out of order across partitions insert their stamp in the row's table; a stamp
+    # whose every cell a later event replaced must leave the table (the merge relies on
+    # it: an event that replaces no cell skips looking for unused entries).
+    batcher = Batcher(BatchLimits(1_000, 1_000_000, 1e9), CarryForward(10_000))
+    for n, spec in enumerate(specs):
+        update = _update(spec, n, base)
+        if update is None:
+            continue
+        batcher.add(update, 0.0)
+        for buffer in batcher._buffers.values():
+            for row in buffer.rows.values():
+                if not row.stamps:
+                    continue
+                k = row.stamps[-1]
+                table = [row.stamps[8 * i : 8 * i + 8] for i in range(k)]
+                assert table == sorted(table)
+                assert set(row.stamps[8 * k : -1]) == set(range(k))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    width=st.integers(1, 12),
+    rows=st.lists(
+        st.tuples(st.permutations(range(12)), st.integers(1, 12), st.lists(st.sampled_from(NASTY))),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_a_row_is_padded_the_same_by_its_shape_template(
+    width: int, rows: list[tuple[list[int], int, list[str]]]
+) -> None:
+    # A cut pads a shape met again by a template: every line equals Buffer.line's.
+    buffer = Buffer(1, IdType.THIRD_PARTY_ID)
+    for n in range(width):
+        buffer.add_column(f"c{n}")
+    line = _lines(buffer)
+    for order, size, texts in rows * 2:  # every shape at least twice
+        cells = [c for c in order if c < width][:size]
+        values = [
+            (texts[i % len(texts)] if texts else "v").translate(ESCAPE_TABLE)
+            for i in range(len(cells))
+        ]
+        row = Row("".join(chr(c) for c in cells), "".join("," + v for v in values), b"", None)
+        assert line("id%2C1", row) == buffer.line("id%2C1", row) + "\n"

@@ -302,3 +302,28 @@ def test_an_attribute_name_with_a_comma_is_refused_under_b_only(name: str) -> No
     with pytest.raises(ValidationError) as refused:
         cell_risks(update, "B")
     assert refused.value.reason == "value_unsafe_under_reading_b"
+
+
+_risky_values = st.one_of(
+    st.text(alphabet="ab,\n\r%é", max_size=8),
+    st.integers(250, 262).map(lambda n: "v" * n),
+    st.integers(1, 140).map(lambda n: "w" * n),  # several of these pass 256 together
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(_risky_values, min_size=1, max_size=5))
+def test_cell_risks_counts_each_long_or_unsafe_value(values: list[str]) -> None:
+    # cell_risks checks all values at once before counting one by one: the counts must be
+    # per value whatever the values' total length or where a separator sits.
+    update = to_update(record({f"a{i}": v or "x" for i, v in enumerate(values)}), TP, 0)
+    assert update is not None
+    sent = list(update.attributes.values())
+    long = sum(len(v) > 256 for v in sent)
+    unsafe = sum(any(c in v for c in ",\n\r") for v in sent)
+    assert cell_risks(update, "A") == (long, unsafe)
+    if unsafe:
+        with pytest.raises(ValidationError):
+            cell_risks(update, "B")
+    else:
+        assert cell_risks(update, "B") == (long, 0)
