@@ -22,11 +22,34 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,compile]'
 	touch $(STAMP)
 
+# The hot path compiled with mypyc (consumer/compiled.py), rebuilt when one of its sources
+# changes; an edited source the build has not caught up with runs interpreted, never stale.
+COMPILED_SOURCES := $(wildcard consumer/core/*.py) consumer/mapping/contract_reader.py \
+	consumer/mapping/records.py consumer/compiled.py consumer/commands/compiled.py
+consumer/_compiled.json: $(STAMP) $(COMPILED_SOURCES)
+	@$(MAKE) --no-print-directory build-deps
+	$(PY) -m consumer compiled build
+
+.PHONY: build-deps
+build-deps: ## a C compiler and the interpreter's headers, for the compiled hot path
+	@include=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	if ! command -v cc >/dev/null || [ ! -f "$$include/Python.h" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc python3-dev >/dev/null; \
+	  else \
+	    echo "a C compiler and Python.h are missing: install the Debian packages 'gcc python3-dev'" >&2; exit 1; \
+	  fi; \
+	fi
+
 .PHONY: install
-install: $(STAMP) ## create .venv and install the package with its test extra
+install: $(STAMP) consumer/_compiled.json ## create .venv, install the package with its test extra, compile the hot path
+
+.PHONY: compile
+compile: $(STAMP) build-deps ## (re)build the compiled hot path; `profile-sync compiled status` tells what runs
+	$(PY) -m consumer compiled build
 
 .PHONY: system-deps
 system-deps: ## install the Debian packages the tests use (prometheus, promtool)
@@ -62,7 +85,10 @@ test: install system-deps kafka-jars ## lint, typecheck and the whole suite agai
 	trap 'KAFKA_PORT=$(TEST_KAFKA_PORT) $(KAFKA) stop' EXIT; \
 	KAFKA_PORT=$(TEST_KAFKA_PORT) $(KAFKA) start; \
 	$(MAKE) --no-print-directory lint typecheck; \
-	PROFILE_SYNC_TEST_BOOTSTRAP=127.0.0.1:$(TEST_KAFKA_PORT) $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m consumer compiled status; \
+	PROFILE_SYNC_TEST_BOOTSTRAP=127.0.0.1:$(TEST_KAFKA_PORT) $(PY) -m pytest $(PYTEST_ARGS); \
+	echo "== the fast tier again, interpreted (PROFILE_SYNC_COMPILED=off)"; \
+	PROFILE_SYNC_COMPILED=off $(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: install ## the fast tier only: pure logic, no sockets

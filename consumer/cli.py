@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "find out how the tenant decodes batch cells (writes one probe profile)",
     ),
     "mapping": ("consumer.commands.mapping", "check a mapping file, or preview what it produces"),
+    "compiled": (
+        "consumer.commands.compiled",
+        "build, show or remove the compiled hot path (mypyc)",
+    ),
     "dlq": ("consumer.commands.dlq", "replay dead letters to their source topics"),
     "verify": ("consumer.commands.verify", "compare what Target holds with what Kafka says"),
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from consumer import __version__
+from consumer.compiled import State
 
 # Batch rows: from a handful (linger cuts at night) up to Target's 500,000.
 _ROW_BUCKETS = (1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 250_000, 500_000)
@@ -46,8 +47,14 @@ class Metrics:
         ) -> Histogram:
             return Histogram(p + name, doc, labels, buckets=buckets, registry=registry)
 
-        self.build_info = Info(p + "build", "Version of the running service.", registry=registry)
-        self.build_info.info({"version": __version__})
+        self.build_info = Info(
+            p + "build",
+            "Version of the running service, and whether its hot path runs compiled.",
+            registry=registry,
+        )
+        self.build_info.info(
+            {"version": __version__, "hot_path": "compiled" if State.compiled else "interpreted"}
+        )
 
         # -- intake
         self.events_consumed = counter(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import gc
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from consumer import config, logs
+from consumer import compiled, config, logs
 from consumer.backoff import Backoff
 from consumer.clock import Clock, SystemClock
 from consumer.commands.owner_wiring import forwarded, repartition_owner, source_updates
@@ -87,6 +88,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"profile-sync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(settings.log_level, settings.log_format)
+    if not compiled.State.compiled and os.environ.get(compiled.ENV, "").lower() == "require":
+        print(
+            f"profile-sync: {compiled.ENV}=require, but the hot path is "
+            f"{compiled.State.describe()}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     try:
         return _run(settings, args.exit_when_idle, args.summary)
     except ConfigError as exc:
@@ -316,6 +324,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
                 "target": redact_url(settings.target_url),
                 "client": settings.target_client,
                 "http_port": server.port,
+                "hot_path": compiled.State.describe(),
             }
         },
     )
@@ -375,4 +384,8 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
     log.info("stopped", extra={"fields": result})
     if summary:
         print(json.dumps(result), flush=True)
+    # What is left on the heap (carry-forward's memory, up to PROFILE_SYNC_CARRY_MAX_PROFILES
+    # entries) is freed with the process. The interpreter's collections at exit would
+    # first trace all of it: 0.3 s of CPU at 60,000 profiles, a pod's termination delayed.
+    gc.freeze()
     return code

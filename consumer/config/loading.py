@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from consumer import compiled
 from consumer.config.kafka import KAFKA_PREFIX, kafka_property, wrap_secrets
 from consumer.config.settings import ENV_PREFIX, SETTINGS, Settings
 from consumer.config.values import Secret, bearer_problem
@@ -55,6 +56,10 @@ def load(
         if name.startswith(ENV_PREFIX):
             key = name[len(ENV_PREFIX) :]
             if key == "CONFIG":
+                continue
+            if key == "COMPILED":  # read at import (consumer/compiled.py), checked here
+                if value.strip().lower() not in compiled.CHOICES:
+                    problems[name] = f"must be one of {', '.join(compiled.CHOICES)}"
                 continue
             if key not in known:
                 problems[name] = "unknown setting (check the spelling)"

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
-from consumer import __version__
+from consumer import __version__, compiled
 from consumer.metrics import Metrics, status_class
 
 # name (as exposed, without _total/_bucket suffixes) -> (type, label names).
@@ -130,7 +130,9 @@ def test_naming_rules(registry: CollectorRegistry, metrics: Metrics) -> None:
 
 
 def test_build_info_carries_the_version(registry: CollectorRegistry, metrics: Metrics) -> None:
-    assert registry.get_sample_value("profile_sync_build_info", {"version": __version__}) == 1
+    hot_path = "compiled" if compiled.State.compiled else "interpreted"
+    labels = {"version": __version__, "hot_path": hot_path}
+    assert registry.get_sample_value("profile_sync_build_info", labels) == 1
 
 
 def test_counters_and_gauges_record_values(registry: CollectorRegistry, metrics: Metrics) -> None:
