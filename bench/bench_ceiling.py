@@ -123,15 +123,38 @@ def ceiling(bootstrap: str, topics: list[str], expected: int) -> dict[str, Any]:
 
 
 def checkout(ref: str) -> Path:
-    """``ref``'s tree under .local/bench-trees/ (its service runs from there)."""
-    where = stack.REPO / ".local" / "bench-trees" / ref.replace("/", "_")
+    """``ref``'s tree under .local/bench-trees/ (its service runs from there), by commit,
+    so a branch that moved is extracted again; its hot path compiled if it has one."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=stack.REPO, capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    where = stack.REPO / ".local" / "bench-trees" / commit
     if not where.exists():
         where.mkdir(parents=True)
         archive = subprocess.run(
-            ["git", "archive", ref], cwd=stack.REPO, capture_output=True, check=True
+            ["git", "archive", commit], cwd=stack.REPO, capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    if (where / "consumer" / "compiled.py").exists() and hot_path(where) != "compiled":
+        subprocess.run(
+            [sys.executable, "-m", "consumer", "compiled", "build"],
+            cwd=where, env={**os.environ, "PYTHONPATH": str(where)}, capture_output=True,
+            check=True,
+        )  # fmt: skip
     return where
+
+
+def hot_path(tree: Path) -> str:
+    """What ``tree``'s service runs: "compiled", or "interpreted" and why."""
+    if not (tree / "consumer" / "compiled.py").exists():
+        return "interpreted (no compiled build in that commit)"
+    done = subprocess.run(
+        [sys.executable, "-m", "consumer", "compiled", "status"],
+        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+    )  # fmt: skip
+    status = done.stdout.strip()
+    return "compiled" if done.returncode == 0 else status
 
 
 def run_ceiling(bootstrap: str, topics: list[str]) -> float:
@@ -164,12 +187,15 @@ def run_service(
     *wrap: str,
     tree: Path = stack.REPO,
     mode: str = "repartition",
+    compiled: str = "auto",
 ) -> tuple[float, dict[str, Any]]:
     """CPU seconds of one ``profile-sync run --exit-when-idle`` over ``topics``, with the
     service of ``tree`` (this one, or an older checkout), in ``mode`` (``MODES``)."""
+    extra = {"compiled": compiled} if compiled != "auto" else {}
     env = stack.service_env(
-        bootstrap, topics, url, batch_linger_seconds="1", single_enabled="false", **MODES[mode]
-    )
+        bootstrap, topics, url, batch_linger_seconds="1", single_enabled="false",
+        **MODES[mode], **extra,
+    )  # fmt: skip
     env["PYTHONPATH"] = str(tree)
     idle = IDLE_SECONDS[mode]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -211,6 +237,8 @@ def main() -> None:
         trees = {"this tree": stack.REPO}
         if BEFORE:
             trees[BEFORE] = checkout(BEFORE)
+        for name, tree in trees.items():
+            print(f"hot path of {name}: {hot_path(tree)}")
         ceil_rates: list[float] = []
         # (tree, mode) -> ratio per round
         ratios: dict[tuple[str, str], list[float]] = {(t, m): [] for t in trees for m in MEASURED}
@@ -244,12 +272,17 @@ def main() -> None:
         if PROFILE:
             out = stack.REPO / ".local" / "bench-profile.txt"
             out.parent.mkdir(exist_ok=True)
+            # pyinstrument sees Python frames only: compiled functions calling one another
+            # would show as one opaque call. The profile is of the same code interpreted.
             run_service(
                 bootstrap, topics, url,
                 "-m", "pyinstrument", "--show-all", "-r", "text", "-o", str(out),
-                mode=PROFILE_MODE,
+                mode=PROFILE_MODE, compiled="off",
             )  # fmt: skip
-            print(f"profile of the service's loop thread ({PROFILE_MODE}, pyinstrument): {out}")
+            print(
+                f"profile of the service's loop thread ({PROFILE_MODE}, pyinstrument, "
+                f"interpreted: PROFILE_SYNC_COMPILED=off): {out}"
+            )
             lines = out.read_text().splitlines()
             print("\n".join(lines[:60]))
 
