@@ -41,12 +41,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build(root: Path = ROOT) -> None:
+    """Compile ``MODULES`` and put the extensions beside their sources under ``root``.
+
+    The compiler works on a copy of the package in a temporary directory: in
+    site-packages, mypy would otherwise take every installed package beside ours for
+    project code and check it too. The manifest records what was compiled (the copy).
+    """
     from mypyc.build import mypycify
     from setuptools import setup
 
     clean(root)
-    paths = [str(source(m, root).relative_to(root)) for m in MODULES]
+    suffix = extension_suffix()
     work = Path(tempfile.mkdtemp(prefix="profile-sync-mypyc-"))
+    copy = work / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.so", "_compiled.json")
+    shutil.copytree(root / "consumer", copy / "consumer", ignore=skip)
+    sources = {m: digest(source(m, copy)) for m in MODULES}
     # The modules are checked as in `make typecheck` (strict), without the project's
     # other mypy sections, which name packages that are not compiled here.
     config = work / "mypy.ini"
@@ -54,10 +64,10 @@ def build(root: Path = ROOT) -> None:
         "[mypy]\npython_version = 3.11\nignore_missing_imports = True\nstrict = True\n"
     )
     here = Path.cwd()
-    os.chdir(root)
+    os.chdir(copy)
     try:
         extensions = mypycify(
-            [f"--config-file={config}", *paths],
+            [f"--config-file={config}", *(str(source(m, Path())) for m in MODULES)],
             opt_level="3",
             group_name=GROUP,
             target_dir=str(work / "c"),
@@ -77,13 +87,16 @@ def build(root: Path = ROOT) -> None:
                 str(work / "lib"),
             ],
         )
+        os.chdir(here)
+        for module in MODULES:
+            built = source(module, copy).with_suffix(suffix)
+            shutil.copyfile(built, source(module, root).with_suffix(suffix))
+        for lib in copy.glob(f"{GROUP}__mypyc*{suffix}"):
+            shutil.copyfile(lib, root / lib.name)
     finally:
         os.chdir(here)
         shutil.rmtree(work, ignore_errors=True)
-    manifest = {
-        "python": extension_suffix(),
-        "sources": {m: digest(source(m, root)) for m in MODULES},
-    }
+    manifest = {"python": suffix, "sources": sources}
     (root / "consumer" / "_compiled.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
