@@ -347,7 +347,7 @@ def _run(settings: config.Settings, exit_when_idle: float, summary: bool) -> int
         while not loop.stopping:
             consumed = loop.turn() + forwarded(loop.source)
             health.beat()
-            collector.collect_when_due(clock.monotonic())
+            collector.after_turn(clock.monotonic())
             health.set_assigned(len(loop.source.assigned))
             heap.after_turn(consumed, clock.monotonic())
             if consumed or loop.paused:  # paused by backpressure is not idle: records wait
