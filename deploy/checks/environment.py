@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from consumer import config
+from consumer import compiled, config
 from consumer.config.kafka import SECRET_PROPERTIES
 from deploy.checks import Problems
 from deploy.checks.yamldoc import find, get, name_of
@@ -21,8 +21,9 @@ from deploy.checks.yamldoc import find, get, name_of
 SETTINGS_SOURCE = "consumer/config/settings.py"
 # Kept out of ConfigMaps: the service's secret properties, and the SASL user name too.
 SECRET_KAFKA_KEYS = SECRET_PROPERTIES | {"sasl.username"}
-# Environment names that look like ours but are not settings: the YAML file's name.
-EXTRA_ENV = frozenset({config.ENV_PREFIX + "CONFIG"})
+# Environment names that look like ours but are not settings: the YAML file's name, and
+# the switch of the compiled hot path (read at import, before the settings: compiled.py).
+EXTRA_ENV = frozenset({config.ENV_PREFIX + "CONFIG", compiled.ENV})
 
 
 def known_env(name: str) -> bool:

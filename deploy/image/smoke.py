@@ -5,11 +5,15 @@ started, the way Kubernetes runs it (read-only root filesystem, the image's non-
 every capability dropped, no privilege escalation, writable mounts only at /tmp and the
 state directory, the token as a read-only file), and checks, each with a deadline:
 
-1. the image: non-root user, size within budget, no compiler, pip, package cache or tests;
+1. the image: non-root user, size within budget, no compiler, pip, mypy, setuptools,
+   package cache or tests; its hot path runs compiled (`profile-sync compiled status`),
+   and the same command tells interpreted apart (PROFILE_SYNC_COMPILED=off);
 2. the emulator runs from the same image and answers;
 3. `produce-sample` from the image puts a seeded batch of events into two fresh topics;
-4. the consumer becomes ready (/readyz) and consumes every event; with a long linger and a
-   small row limit, some batches reach the emulator and the rest stays buffered;
+4. the consumer, started with PROFILE_SYNC_COMPILED=require (it refuses to start
+   interpreted), becomes ready (/readyz), says hot_path="compiled" in
+   profile_sync_build_info and consumes every event; with a long linger and a small row
+   limit, some batches reach the emulator and the rest stays buffered;
 5. SIGTERM to the container (the service is its PID 1) makes it flush, upload, commit and
    exit 0 within PROFILE_SYNC_SHUTDOWN_TIMEOUT_SECONDS; afterwards the consumer group's
    committed offsets are the topics' end offsets and the emulator holds every profile
@@ -70,6 +74,11 @@ FORBIDDEN = {
     "pip": re.compile(
         r"(^|/)(site|dist)-packages/pip/|(^|/)bin/pip[0-9.]*$|ensurepip/_bundled/.+\.whl$"
     ),
+    # What the build stage compiles the hot path with (the `compile` extra).
+    "mypy or setuptools": re.compile(
+        r"(^|/)(site|dist)-packages/(mypy|mypyc|setuptools|pkg_resources|_distutils_hack)/"
+        r"|(^|/)bin/(mypy|mypyc|dmypy)$"
+    ),
     "package cache": re.compile(
         r"^var/cache/apt/.+\.(deb|bin)$|^var/lib/apt/lists/[^/]+$|(^|/)\.cache/"
     ),
@@ -87,6 +96,12 @@ FORBIDDEN_EXAMPLES = {
         "usr/lib/python3/dist-packages/pip/__init__.py",
         "opt/profile-sync/bin/pip3",
     ],
+    "mypy or setuptools": [
+        "opt/profile-sync/lib/python3.11/site-packages/mypy/__init__.py",
+        "opt/profile-sync/lib/python3.11/site-packages/mypyc/build.py",
+        "opt/profile-sync/lib/python3.11/site-packages/setuptools/__init__.py",
+        "usr/lib/python3/dist-packages/pkg_resources/__init__.py",
+    ],
     "package cache": [
         "var/cache/apt/archives/python3_3.11.2-1_amd64.deb",
         "var/lib/apt/lists/deb.example_dists_bookworm_InRelease",
@@ -102,6 +117,9 @@ ALLOWED_EXAMPLES = [
     "usr/lib/python3.11/pipes.py",
     "usr/lib/x86_64-linux-gnu/security/pam_wheel.so",
     "opt/profile-sync/lib/python3.11/site-packages/cffi/setuptools_ext.py",
+    # The compiled hot path: the shared library mypyc makes, and a module's extension.
+    "opt/profile-sync/lib/python3.11/site-packages/profile_sync__mypyc.cpython-311-x86_64-linux-gnu.so",
+    "opt/profile-sync/lib/python3.11/site-packages/consumer/core/loop.cpython-311-x86_64-linux-gnu.so",
     "usr/lib/python3.11/unittest/case.py",
     "usr/bin/python3.11",
     "var/lib/apt/lists/lock",
@@ -303,6 +321,35 @@ def check_image(image: str) -> dict[str, object]:
     return {"size_mb": round(size_mb, 1), "compressed_mb": round(pull_mb, 1), "files": len(files)}
 
 
+def compiled_status(image: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env_args = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+    return subprocess.run(
+        ["podman", "run", "--rm", *POD_SHOES, *env_args, image, "compiled", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def check_compiled(image: str) -> None:
+    """The image's hot path runs compiled, and the status command can tell when not."""
+    status = compiled_status(image, {})
+    said = (status.stdout + status.stderr).strip()
+    check(
+        status.returncode == 0 and said.startswith("compiled"),
+        f"`profile-sync compiled status` in the image: {said!r} (exit {status.returncode})",
+    )
+    # The same command on the same image, told to ignore the build: the check above could
+    # fail, it is not a constant.
+    off = compiled_status(image, {"PROFILE_SYNC_COMPILED": "off"})
+    said = (off.stdout + off.stderr).strip()
+    check(
+        off.returncode == 1 and said.startswith("interpreted"),
+        f"with PROFILE_SYNC_COMPILED=off it says {said!r} (exit {off.returncode})",
+    )
+
+
 # ---------------------------------------------------------------- the services
 
 
@@ -314,6 +361,16 @@ def metrics(url: str) -> dict[str, float]:
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
     return totals
+
+
+def build_info(url: str) -> dict[str, str]:
+    """The labels of profile_sync_build_info (version, hot_path)."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "profile_sync_build_info":
+                return dict(sample.labels)
+    raise Failed("/metrics has no profile_sync_build_info")
 
 
 def expected_ids(dump: Path) -> set[tuple[str, str]]:
@@ -358,6 +415,7 @@ def workspace(root: Path) -> Iterator[Path]:
 
 def run(image: str, bootstrap: str, log_dir: Path) -> dict[str, object]:
     report = check_image(image)
+    check_compiled(image)
     run_id = uuid.uuid4().hex[:8]
     ctrs = Containers(image, run_id)
     topics = [f"image-test.pos.{run_id}", f"image-test.crm.{run_id}"]
@@ -464,6 +522,8 @@ def run(image: str, bootstrap: str, log_dir: Path) -> dict[str, object]:
                     "PROFILE_SYNC_BATCH_LINGER_SECONDS": "3600",
                     "PROFILE_SYNC_STATUS_POLL_INITIAL_SECONDS": "0.5",
                     "PROFILE_SYNC_LOG_FORMAT": "json",
+                    # Exit 2 at start-up rather than run the hot path interpreted.
+                    "PROFILE_SYNC_COMPILED": "require",
                 },
             )
             pid = int(podman("inspect", "--format", "{{.State.Pid}}", name))
@@ -486,6 +546,11 @@ def run(image: str, bootstrap: str, log_dir: Path) -> dict[str, object]:
             check(
                 bool(wait_for("/readyz answers 200", ready, 90)),
                 "/readyz answers 200 on a read-only root, as uid 10001",
+            )
+            info = build_info(service)
+            check(
+                info.get("hot_path") == "compiled",
+                f"PROFILE_SYNC_COMPILED=require and running: build_info says {info}",
             )
 
             def consumed() -> dict[str, float] | None:

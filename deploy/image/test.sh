@@ -11,7 +11,10 @@
 #    against the vulnerability data of the Python package index;
 # 4. starts a Kafka broker of its own on free ports, runs deploy/image/smoke.py (read-only
 #    root, non-root, /readyz, events land in the emulator, SIGTERM exits 0 in time with
-#    offsets committed, size budget, no compiler/pip/caches/tests), stops the broker.
+#    offsets committed, size budget, no compiler/pip/mypy/setuptools/caches/tests, the hot
+#    path compiled: `profile-sync compiled status`, the consumer started with
+#    PROFILE_SYNC_COMPILED=require and profile_sync_build_info{hot_path="compiled"}),
+#    stops the broker.
 #
 # Environment (all optional): IMAGE (tag to build and test), PYTHON (the project's
 # virtualenv python: httpx, confluent-kafka and prometheus-client for the checks),
