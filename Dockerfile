@@ -56,22 +56,15 @@ RUN pip wheel --no-deps --wheel-dir /dist . \
 # The hot path compiled with mypyc, for the installed sources. mypy and setuptools (the
 # `compile` extra, at the versions pyproject.toml pins) go into a throwaway virtualenv that
 # sees the installed packages through a .pth file, so pip adds only what the extra needs
-# and mypy types the code against the dependencies really installed. The build runs on a
-# copy of the installed `consumer` package: with site-packages itself as its source root,
-# mypy would check every installed package as project code (and stop at
-# typing_extensions.py, which shadows its own stub). Only what the build added to the copy
-# (the C extensions and the manifest of the sources' SHA-256) goes into site-packages;
-# `compiled status` fails the build unless the installed package then runs compiled.
-# Nothing of mypy, setuptools or the copy stays.
+# and mypy types the code against the dependencies really installed. `compiled build`
+# compiles a copy of the package and puts the C extensions and the manifest of the
+# sources' SHA-256 beside the installed sources; `compiled status` fails the build unless
+# the installed package then runs compiled. Nothing of mypy or setuptools stays.
 RUN site="$(/opt/profile-sync/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
  && python3 -m venv --without-pip /tmp/mypyc \
  && echo "$site" > "$(/tmp/mypyc/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/profile-sync.pth" \
  && pip --python /tmp/mypyc/bin/python install "$(echo /dist/*.whl)[compile]" \
- && mkdir /tmp/mypyc/src \
- && cp -R "$site/consumer" /tmp/mypyc/src/ \
- && PYTHONPATH=/tmp/mypyc/src MYPY_CACHE_DIR=/tmp/mypyc/cache \
-        /tmp/mypyc/bin/python -P -m consumer compiled build \
- && cp -R --no-clobber /tmp/mypyc/src/. "$site/" \
+ && MYPY_CACHE_DIR=/tmp/mypyc/cache /tmp/mypyc/bin/python -m consumer compiled build \
  && rm -rf /tmp/mypyc \
  && /opt/profile-sync/bin/profile-sync compiled status
 # The SBOM (every Python package, pinned), written from what the virtualenv really holds.
