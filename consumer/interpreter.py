@@ -18,15 +18,17 @@ worker to get the interpreter, and neither runs while the collector does.
 - **What a turn leaves behind is frozen too, and the young generation is larger.** What
   outlives a loop turn is the buffer's rows, the carry-forward's entries, the ledger's
   runs: data that lives for seconds to minutes and that reference counting frees. With
-  CPython's generation-0 threshold (700 allocations) a consumed batch of 5,000 records set
-  off dozens of young collections a turn, each tracing what the turn had built so far:
-  0.4 s of CPU for 300,000 events, 8% of the service's (docs/performance.md, compiled).
-  Frozen at the end of each turn (``after_turn``: ``gc.freeze``, constant time), it is
-  never traced again by the automatic collections, and a threshold of ``THRESHOLDS[0]``
-  lets a turn finish before the next young collection: 0.03 s for the same events. A
-  reference cycle left by a turn (an exception and its frames, in any thread) is then
-  collected by the timed full collection, which first unfreezes everything (up to
-  ``FULL_COLLECT_SECONDS`` late).
+  CPython's generation-0 threshold (700 allocations) a consumed batch of 1,000 records set
+  off a dozen young collections a turn, and every object that outlived its turn was
+  traced twice (generations 0 and 1): 0.4 s of CPU for 300,000 events, 8% of the
+  service's (docs/performance.md, compiled); one young collection per turn still traced
+  each once (0.3 s). Frozen untraced at the end of each turn (``after_turn``:
+  ``gc.freeze``, constant time), they are never traced by the automatic collections, and
+  a threshold of ``THRESHOLDS[0]`` lets a turn finish before the next young collection:
+  0.03 s for the same events. This relies on the service making next to no reference
+  cycles: httpx made one per request (~40 objects), now cut where the response is read
+  (consumer/target/client.py); what cycles remain (an exception and its frames, in any
+  thread) are collected by the timed full collection, which unfreezes everything first.
 - **A shorter GIL switch interval.** A thread waiting for the interpreter asks the
   running one to let go after ``sys.getswitchinterval()`` (5 ms by default); a single
   update takes the GIL several times (send, receive, count), so under a busy loop each

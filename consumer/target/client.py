@@ -27,6 +27,10 @@ from consumer.target import api as target
 log = logging.getLogger("profile_sync.http")
 
 
+# What a response read in full keeps as its stream (``_request``).
+_READ = httpx.ByteStream(b"")
+
+
 class TokenSource:
     """The bearer token: from a file (re-read when it changes or after a 401) or a value."""
 
@@ -185,6 +189,11 @@ class TargetClient:
         try:
             response = self._http.request(method, url, headers=headers, **kwargs)
             status = response.status_code
+            # An httpx response and its stream refer to each other: ~40 objects in a
+            # reference cycle per request, left to the cyclic collector, which the service
+            # runs rarely (consumer/interpreter.py). The body is read and the stream closed
+            # by now: the cycle is cut here and reference counting frees the rest.
+            response.stream = _READ
         except httpx.TimeoutException as exc:
             raise RetryableError(f"{api} call timed out: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
