@@ -57,12 +57,11 @@ def build(root: Path = ROOT) -> None:
     skip = shutil.ignore_patterns("__pycache__", "*.so", "_compiled.json")
     shutil.copytree(root / "consumer", copy / "consumer", ignore=skip)
     sources = {m: digest(source(m, copy)) for m in MODULES}
-    # The modules are checked as in `make typecheck` (strict), without the project's
-    # other mypy sections, which name packages that are not compiled here.
+    # Only what mypyc needs: `make typecheck` is the strict gate. Strictness here would
+    # depend on which stubs the build environment has (without types-PyYAML, yaml's
+    # SafeLoader is Any, and subclassing Any is a strict error), not on the code.
     config = work / "mypy.ini"
-    config.write_text(
-        "[mypy]\npython_version = 3.11\nignore_missing_imports = True\nstrict = True\n"
-    )
+    config.write_text("[mypy]\npython_version = 3.11\nignore_missing_imports = True\n")
     here = Path.cwd()
     os.chdir(copy)
     try:
