@@ -56,7 +56,8 @@ RUN pip wheel --no-deps --wheel-dir /dist . \
 # The hot path compiled with mypyc, for the installed sources. mypy and setuptools (the
 # `compile` extra, at the versions pyproject.toml pins) go into a throwaway virtualenv that
 # sees the installed packages through a .pth file, so pip adds only what the extra needs
-# and mypy types the code against the dependencies really installed. `compiled build`
+# and mypy types the code against the dependencies really installed (-P: the installed
+# package, not the source tree in the working directory). `compiled build`
 # compiles a copy of the package and puts the C extensions and the manifest of the
 # sources' SHA-256 beside the installed sources; `compiled status` fails the build unless
 # the installed package then runs compiled. Nothing of mypy or setuptools stays.
@@ -64,7 +65,7 @@ RUN site="$(/opt/profile-sync/bin/python -c 'import sysconfig; print(sysconfig.g
  && python3 -m venv --without-pip /tmp/mypyc \
  && echo "$site" > "$(/tmp/mypyc/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/profile-sync.pth" \
  && pip --python /tmp/mypyc/bin/python install "$(echo /dist/*.whl)[compile]" \
- && MYPY_CACHE_DIR=/tmp/mypyc/cache /tmp/mypyc/bin/python -m consumer compiled build \
+ && MYPY_CACHE_DIR=/tmp/mypyc/cache /tmp/mypyc/bin/python -P -m consumer compiled build \
  && rm -rf /tmp/mypyc \
  && /opt/profile-sync/bin/profile-sync compiled status
 # The SBOM (every Python package, pinned), written from what the virtualenv really holds.
