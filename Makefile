@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml
 # The hot path compiled with mypyc (consumer/compiled.py), rebuilt when one of its sources
 # changes; an edited source the build has not caught up with runs interpreted, never stale.
 COMPILED_SOURCES := $(wildcard consumer/core/*.py) consumer/mapping/contract_reader.py \
-	consumer/mapping/records.py consumer/compiled.py consumer/commands/compiled.py
+	consumer/mapping/records.py consumer/kafka/source.py consumer/compiled.py \
+	consumer/commands/compiled.py
 consumer/_compiled.json: $(STAMP) $(COMPILED_SOURCES)
 	@$(MAKE) --no-print-directory build-deps
 	$(PY) -m consumer compiled build

@@ -75,6 +75,7 @@ MODULES = (
     "consumer.core.summary",
     "consumer.core.uploads",
     "consumer.core.validate",
+    "consumer.kafka.source",
     "consumer.mapping.contract_reader",
     "consumer.mapping.records",
 )
