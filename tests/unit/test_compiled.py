@@ -129,6 +129,9 @@ def test_a_bad_choice_is_named_with_the_allowed_values() -> None:
 def test_require_refuses_to_run_interpreted(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    for name in list(os.environ):  # only this test's settings (CI sets others)
+        if name.startswith(("PROFILE_SYNC_", "KAFKA_")):
+            monkeypatch.delenv(name)
     monkeypatch.setenv("PROFILE_SYNC_TARGET_URL", "http://127.0.0.1:8080")
     monkeypatch.setenv("PROFILE_SYNC_TARGET_CLIENT", "acmeretail")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
